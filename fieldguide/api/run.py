@@ -1,0 +1,175 @@
+"""`train`: data and model in, a run folder out (weights, metrics, curves, report).
+
+Everything that can fail on bad input — the data, the model name, its overrides, the recipe —
+is checked before the run folder is created, so bad input never leaves a half-written run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fieldguide.api.config import DataConfig, RunConfig, write_atomic
+from fieldguide.train.config import TrainConfig
+
+
+@dataclass
+class RunResult:
+    """Where a run lives and how it did."""
+
+    run_dir: Path
+    model: str
+    test_metrics: dict[str, float]
+    status: str
+    train_seconds: float
+    parameters: int
+
+
+def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig]:
+    """Data, task and model for `run`; resolves model "auto". Creates no files."""
+    from fieldguide.data import load_data
+    from fieldguide.guide.select import auto_model
+    from fieldguide.tasks.classification import ClassificationTask
+    from fieldguide.train.loop import seed_everything
+
+    d = run.data
+    data = load_data(
+        d.name,
+        seed=d.split_seed,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        target=d.target or None,
+        image_size=d.image_size or None,
+    )
+    if run.model == "auto":
+        name, _reason = auto_model(data.modality, tuple(data.input_shape))
+        run = replace(run, model=name)
+    task = ClassificationTask(
+        data, label_smoothing=run.train.label_smoothing, class_weights=run.train.class_weights
+    )
+    seed_everything(run.train.seed)  # the initial weights depend on the seed alone
+    model = task.build_model(run.model, **run.model_config)
+    # Record every config field, so the run repeats even if the preset changes later.
+    run = replace(run, model_config={k: v for k, v in dataclasses.asdict(model.config).items()})
+    return data, task, model, run
+
+
+def _run_dir(runs_dir: Path, model: str, data_name: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{stamp}-{model}-{data_name}")
+    path = runs_dir / safe
+    n = 2
+    while path.exists():
+        path = runs_dir / f"{safe}-{n}"
+        n += 1
+    return path
+
+
+def train(
+    model: str = "auto",
+    data: str = "digits",
+    *,
+    model_config: dict[str, Any] | None = None,
+    data_config: DataConfig | None = None,
+    train_config: TrainConfig | None = None,
+    config: str | Path | None = None,
+    resume: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    progress: str = "auto",
+) -> RunResult:
+    """Train `model` on `data` and write a run folder.
+
+    Args:
+        model: a registered name (`fieldguide list`) or "auto" for the guide's pick.
+        data: a starter dataset name, an image folder or a CSV file.
+        model_config: overrides of the model preset's fields.
+        data_config: split and reading options (its `name` is replaced by `data`).
+        train_config: the recipe; defaults to TrainConfig().
+        config: a config.toml (from an earlier run) that replaces all of the above.
+        resume: a run folder to continue from its latest checkpoint.
+        runs_dir: where new run folders are created.
+        progress: "auto", "rich", "plain" or "quiet".
+    """
+    from fieldguide.train.loop import Trainer
+
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.toml").is_file():
+            raise FileNotFoundError(
+                f"resume expects a run folder with a config.toml; {run_dir} has none."
+            )
+        run = RunConfig.from_toml(run_dir / "config.toml")
+    elif config is not None:
+        run = RunConfig.from_toml(config)
+    else:
+        if not isinstance(model, str) or not isinstance(data, str):
+            raise TypeError(
+                "train expects model and data as strings (a registered name, a starter or a path)."
+            )
+        run = RunConfig(
+            model=model,
+            model_config=dict(model_config or {}),
+            data=replace(data_config or DataConfig(), name=data),
+            train=train_config or TrainConfig(),
+        )
+    data_obj, task, net, run = _load(run)
+
+    if resume is None:
+        run_dir = _run_dir(Path(runs_dir), run.model, data_obj.name)
+        run_dir.mkdir(parents=True)
+        write_atomic(run_dir / "config.toml", run.to_toml())
+    trainer = Trainer(
+        net,
+        task,
+        run.train,
+        checkpoint_dir=run_dir / "checkpoint",
+        metrics_path=run_dir / "metrics.jsonl",
+        progress=progress,
+    )
+    result = trainer.fit(resume=resume is not None)
+    if result.status == "interrupted":
+        return RunResult(
+            run_dir, run.model, {}, result.status, result.train_seconds, net.num_parameters()
+        )
+
+    tick = time.perf_counter()
+    test = task.evaluate(
+        net, "test", device=trainer.device, batch_size=256, autocast=trainer.autocast
+    )
+    eval_seconds = time.perf_counter() - tick
+    _write_outputs(run_dir, run, data_obj, net, result, test, eval_seconds)
+    trainer.progress.message(
+        "test  "
+        + "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in test.items())
+        + f"\nrun folder: {run_dir}"
+    )
+    return RunResult(
+        run_dir, run.model, test, result.status, result.train_seconds, net.num_parameters()
+    )
+
+
+def _write_outputs(
+    run_dir: Path, run: RunConfig, data: Any, net: Any, result: Any, test: dict, eval_seconds: float
+) -> None:
+    """model.safetensors, curves.png and report.md of a finished run."""
+    from safetensors.torch import save_file
+
+    from fieldguide.api.report import plot_curves, render_report
+
+    tmp = run_dir / ".model.safetensors.tmp"
+    weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    meta = {
+        "model": run.model,
+        "config": json.dumps(dataclasses.asdict(net.config)),
+        "format": "fieldguide-1",
+    }
+    save_file(weights, str(tmp), metadata=meta)
+    tmp.replace(run_dir / "model.safetensors")
+    plot_curves(result.history, run_dir / "curves.png")
+    write_atomic(run_dir / "report.md", render_report(run, data, net, result, test, run_dir))

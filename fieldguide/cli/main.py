@@ -1,0 +1,264 @@
+"""`fieldguide` command: list, show, train, data list. Parsing and printing only.
+
+Errors are one line on stderr and exit code 2; `--debug` shows the traceback instead.
+`list`, `show` and `data list` answer without importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from typing import Any
+
+from fieldguide.api.config import DataConfig
+from fieldguide.train.config import TrainConfig
+
+# Data fields that have flags of their own or are given positionally.
+_DATA_FLAGS = {"name"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_dataclass_flags(
+    parser: argparse.ArgumentParser, cls: type, skip: set[str], title: str
+) -> None:
+    """One flag per dataclass field, typed from its annotation; default None means "not given"."""
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = {"default": None, "help": f"(default: {f.default})"}
+        if typing.get_origin(hint) is typing.Literal:
+            kwargs["choices"] = typing.get_args(hint)
+        elif hint in (int, float, str):
+            kwargs["type"] = hint
+            kwargs["metavar"] = hint.__name__.upper()
+        group.add_argument(_flag(f.name), dest=f"{cls.__name__}.{f.name}", **kwargs)
+
+
+def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    prefix = f"{cls.__name__}."
+    return {
+        k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None
+    }
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML literal (3, 0.1, true, [64, 128], "x"), or the bare text as a string."""
+    from fieldguide.api.config import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _model_options(pairs: list[str]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE such as dropout=0.2; got '{pair}'.")
+        options[key.strip().replace("-", "_")] = _parse_value(value.strip())
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="fieldguide", description="The neural-network field guide, runnable."
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks instead of one-line errors"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="registered models: name, family, parameters")
+    p.add_argument("--family", help="only this family (mlp, resnet, ...)")
+
+    p = sub.add_parser("show", help="one model's card: config, parameters, expected input")
+    p.add_argument("name")
+
+    p = sub.add_parser("train", help="train a model and write a run folder")
+    p.add_argument("model_pos", nargs="?", metavar="MODEL", help="model name (same as --model)")
+    p.add_argument(
+        "--model", help="a registered name or 'auto' (default: auto, the guide's pick for the data)"
+    )
+    p.add_argument(
+        "--data", help=f"starter dataset, image folder or CSV file (default: {DataConfig.name})"
+    )
+    p.add_argument(
+        "--config", help="a config.toml, e.g. from an earlier run; flags given here override it"
+    )
+    p.add_argument(
+        "--resume", metavar="RUN", help="continue a run folder from its latest checkpoint"
+    )
+    p.add_argument(
+        "--set",
+        dest="model_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model config field, e.g. --set dropout=0.2 (repeatable)",
+    )
+    p.add_argument(
+        "--runs-dir", default="runs", help="where run folders are created (default: runs)"
+    )
+    p.add_argument("--quiet", action="store_true", help="print only the final result")
+    p.add_argument("--progress", choices=("auto", "rich", "plain"), default="auto")
+    _add_dataclass_flags(p, TrainConfig, set(), "training recipe")
+    _add_dataclass_flags(p, DataConfig, _DATA_FLAGS, "data options")
+
+    p = sub.add_parser("data", help="starter datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    data_sub.add_parser("list", help="starter datasets: present or how to get them")
+    return parser
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    """Print the model table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fieldguide.models.catalog import load_catalog
+
+    catalog = load_catalog()
+    families = sorted({c["family"] for c in catalog.values()})
+    if args.family is not None and args.family not in families:
+        raise ValueError(f"unknown family '{args.family}'; choose from {', '.join(families)}.")
+    table = Table("name", "family", "parameters", "input", box=None)
+    for name, card in catalog.items():
+        if args.family in (None, card["family"]):
+            table.add_row(name, card["family"], f"{card['parameters']:,}", card["input"])
+    Console().print(table)
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    """Print one model's card."""
+    import difflib
+
+    from rich.console import Console
+
+    from fieldguide.models.catalog import load_catalog
+
+    catalog = load_catalog()
+    if args.name not in catalog:
+        close = difflib.get_close_matches(args.name, list(catalog), n=3, cutoff=0.5)
+        hint = (
+            f"did you mean {' or '.join(repr(c) for c in close)}?"
+            if close
+            else "see `fieldguide list`."
+        )
+        raise ValueError(f"unknown model '{args.name}'; {hint}")
+    card = catalog[args.name]
+    console = Console()
+    console.print(f"[bold]{args.name}[/bold] — {card['summary']}")
+    console.print(f"family      {card['family']} ({card['class']})")
+    console.print(f"parameters  {card['parameters']:,}")
+    console.print(f"input       {card['input']}")
+    console.print(f"invariants  {', '.join(card['invariants']) or '-'}")
+    console.print("config")
+    for key, value in card["config"].items():
+        console.print(f"  {key} = {value}")
+    console.print(
+        f"create      fieldguide.create_model({args.name!r}, ...)  or  "
+        f"fieldguide train --model {args.name}"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train and print where the run went."""
+    from fieldguide.api import train
+    from fieldguide.api.config import RunConfig
+
+    if args.model_pos and args.model and args.model_pos != args.model:
+        raise ValueError(
+            f"model given twice: '{args.model_pos}' and --model '{args.model}'; pass one."
+        )
+    model = args.model or args.model_pos
+    train_given, data_given = _given(args, TrainConfig), _given(args, DataConfig)
+    options = _model_options(args.model_options)
+    progress = "quiet" if args.quiet else args.progress
+    if args.resume:
+        if model or args.data or args.config or train_given or data_given or options:
+            raise ValueError(
+                "--resume continues a run exactly as configured; "
+                "pass no other model, data or recipe options."
+            )
+        result = train(resume=args.resume, progress=progress)
+    else:
+        base = RunConfig.from_toml(args.config) if args.config else RunConfig()
+        model = model or base.model
+        options = {**(base.model_config if model == base.model else {}), **options}
+        from fieldguide.api.config import build
+
+        data_cfg = build(
+            DataConfig, {**dataclasses.asdict(base.data), **data_given}, "data options"
+        )
+        train_cfg = build(
+            TrainConfig, {**dataclasses.asdict(base.train), **train_given}, "training recipe"
+        )
+        result = train(
+            model,
+            args.data or data_cfg.name,
+            model_config=options,
+            data_config=data_cfg,
+            train_config=train_cfg,
+            runs_dir=args.runs_dir,
+            progress=progress,
+        )
+    if result.status == "interrupted":
+        print(f"interrupted; resume with: fieldguide train --resume {result.run_dir}")
+    elif args.quiet:
+        metrics = "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in result.test_metrics.items())
+        print(f"test  {metrics}\nrun folder: {result.run_dir}")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    """Print the starter datasets and how to get missing ones."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fieldguide.data.starters import list_starters
+
+    table = Table("name", "modality", "task", "present", "to get it", box=None)
+    for s in list_starters():
+        table.add_row(
+            s.name, s.modality, s.task, "yes" if s.present else "no", "" if s.present else s.install
+        )
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `fieldguide` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    commands = {"list": cmd_list, "show": cmd_show, "train": cmd_train, "data": cmd_data}
+    try:
+        commands[args.command](args)
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        ModuleNotFoundError,
+        RuntimeError,
+        OSError,
+    ) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Datasets: real starter data that ships inside installed packages, and the user's own files.
+
+`load_data("digits")` loads a starter by name; `load_data("path/to/folder")` reads an image
+folder (one sub-folder per class) and `load_data("table.csv")` a CSV file. Everything is held
+in memory. Importing this package, or calling `list_starters`, imports no torch: the readers
+are imported inside `load_data`, so `fieldguide data list` answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import TYPE_CHECKING, Any
+
+from fieldguide.data.starters import STARTERS, get_starter, is_present, list_starters
+
+if TYPE_CHECKING:
+    from fieldguide.data.base import ClassificationData, Split
+
+__all__ = ["ClassificationData", "Split", "list_starters", "load_data"]
+
+# What `fieldguide train` can build today, named in errors about other starters.
+_TRAINABLE = "the starters digits and fashion-mnist, an image folder or a .csv file"
+
+
+def __getattr__(name: str) -> Any:
+    # The dataclasses live beside torch-using helpers, so they are imported on first use.
+    if name in ("ClassificationData", "Split"):
+        from fieldguide.data import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'fieldguide.data' has no attribute '{name}'")
+
+
+def _check_arguments(
+    spec: Any,
+    seed: Any,
+    val_fraction: Any,
+    test_fraction: Any,
+    target: Any,
+    image_size: Any,
+) -> None:
+    """Raise one sentence for the first argument of `load_data` of the wrong type or range."""
+    if not isinstance(spec, str | os.PathLike):
+        raise TypeError(
+            f"load_data expects spec as a str: a starter name such as 'digits' or a path; "
+            f"got {type(spec).__name__}."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"load_data expects seed as an int; got {type(seed).__name__}.")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"load_data expects seed in [0, 2**32); got {seed}.")
+    for arg, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"load_data expects {arg} as a float; got {type(value).__name__}.")
+        if not 0 < value < 1:
+            raise ValueError(f"load_data expects {arg} in (0, 1), such as 0.15; got {value}.")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"load_data expects val_fraction + test_fraction below 1 so that rows remain for "
+            f"training; got {val_fraction} + {test_fraction}."
+        )
+    if target is not None and not isinstance(target, str):
+        raise TypeError(
+            f"load_data expects target as a column name (str) or None; got {type(target).__name__}."
+        )
+    if image_size is not None:
+        if isinstance(image_size, bool) or not isinstance(image_size, int):
+            raise TypeError(
+                f"load_data expects image_size as an int or None; got {type(image_size).__name__}."
+            )
+        if image_size < 1:
+            raise ValueError(
+                f"load_data expects image_size of at least 1, such as 32; got {image_size}."
+            )
+
+
+def _looks_like_path(spec: str) -> bool:
+    """Whether `spec` names a file or folder rather than a starter."""
+    return os.sep in spec or "/" in spec or spec.startswith(".") or spec.lower().endswith(".csv")
+
+
+def load_data(
+    spec: str,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    target: str | None = None,
+    image_size: int | None = None,
+) -> ClassificationData:
+    """Load a classification dataset into memory, split into train, validation and test.
+
+    A starter name wins over a folder of the same name in the working directory; write
+    `./digits` for the folder.
+
+    Args:
+        spec: A starter name ("digits", "fashion-mnist"; see `list_starters`), a folder with
+            one sub-folder of images per class, or a .csv file.
+        seed: Seed of the split: the same seed gives the same split.
+        val_fraction: Share of the samples held out for validation, in (0, 1).
+        test_fraction: Share held out for test, in (0, 1); starters with an official test set
+            (fashion-mnist) keep it instead.
+        target: CSV only: the target column; by default the one named target, label or class.
+        image_size: Image folders only: resize every image to (image_size, image_size).
+
+    Returns:
+        The splits, class names and input shape; inputs are standardized with statistics of
+        the train split only.
+
+    Example:
+        >>> data = load_data("digits", seed=1)
+        >>> data.input_shape, data.classes[:3]
+        ((1, 8, 8), ['0', '1', '2'])
+    """
+    _check_arguments(spec, seed, val_fraction, test_fraction, target, image_size)
+    spec = os.fspath(spec)
+    fractions = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+
+    if spec in STARTERS and not _looks_like_path(spec):
+        return _load_starter(spec, target, image_size, fractions)
+    if not os.path.exists(spec):
+        if _looks_like_path(spec):
+            raise ValueError(f"data path '{spec}' does not exist.")
+        get_starter(spec)  # raises: unknown starter, with close matches
+    if os.path.isdir(spec):
+        if target is not None:
+            raise ValueError(
+                f"load_data got target='{target}' for image folder '{spec}'; target applies "
+                f"only to .csv files, so leave it out."
+            )
+        from fieldguide.data.image_folder import load_image_folder
+
+        return load_image_folder(spec, image_size=image_size, **fractions)
+    if spec.lower().endswith(".csv"):
+        if image_size is not None:
+            raise ValueError(
+                f"load_data got image_size={image_size} for CSV file '{spec}'; image_size "
+                f"applies only to image folders, so leave it out."
+            )
+        from fieldguide.data.tabular import load_csv
+
+        return load_csv(spec, target=target, **fractions)
+    raise ValueError(
+        f"data path '{spec}' is neither a folder of class sub-folders nor a .csv file; "
+        f"give one of those or a starter name such as 'digits'."
+    )
+
+
+def _load_starter(
+    name: str, target: str | None, image_size: int | None, fractions: dict[str, Any]
+) -> ClassificationData:
+    """Build starter `name`, or say in one sentence why it cannot be built here."""
+    starter = get_starter(name)
+    if starter.task != "classification":
+        raise ValueError(
+            f"starter '{name}' is for {starter.task}, which `fieldguide train` does not support "
+            f"yet; it supports {_TRAINABLE}."
+        )
+    if starter.loader is None:
+        raise ValueError(
+            f"starter '{name}' ({starter.modality} classification) has no loader yet; "
+            f"`fieldguide train` supports {_TRAINABLE}."
+        )
+    for arg, value in (("target", target), ("image_size", image_size)):
+        if value is not None:
+            raise ValueError(
+                f"load_data got {arg}={value!r} for starter '{name}'; {arg} applies only to "
+                f"{'.csv files' if arg == 'target' else 'image folders'}, so leave it out."
+            )
+    if not is_present(starter):
+        raise ValueError(
+            f"starter '{name}' needs {starter.carrier.split(': ', 1)[1]}, which is not "
+            f"installed; install it with: {starter.install}"
+        )
+    module, function = starter.loader.split(":")
+    return getattr(importlib.import_module(module), function)(**fractions)

@@ -1,0 +1,234 @@
+"""In-memory classification data: the `ClassificationData` contract and the helpers that fill it.
+
+Every reader (starters, image folders, CSV files) returns the same thing: three splits of
+float32 inputs and int64 labels, the class names and the per-sample input shape. Statistics for
+scaling (means, standard deviations, medians, vocabularies) come from the train split only, so
+nothing about validation or test rows leaks into the inputs the model trains on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+
+@dataclass
+class Split:
+    """One split of a classification dataset.
+
+    Attributes:
+        x: Inputs, float32, shape (N, *input_shape).
+        y: Labels, int64, shape (N,); label i names `classes[i]`.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass
+class ClassificationData:
+    """A classification dataset held in memory, split into train, validation and test.
+
+    Attributes:
+        name: Short, filesystem-safe name used in run folders: "digits", or the file or
+            folder stem.
+        modality: "images" or "tabular".
+        train: Split the model is fitted on; all scaling statistics come from it.
+        val: Split for early stopping and model selection.
+        test: Held-out split, reported once.
+        classes: Class names; label i is `classes[i]`.
+        input_shape: Shape of one sample: (C, H, W) for images, (D,) for tabular.
+        description: One line for reports.
+        feature_names: Names of the D tabular features (one-hot columns expanded), else None.
+        synthetic: True when the data is generated rather than real.
+        preprocessing: How raw inputs were turned into `x` (for example the per-channel
+            "mean" and "std"), so new inputs can be prepared the same way; JSON-friendly.
+    """
+
+    name: str
+    modality: str
+    train: Split
+    val: Split
+    test: Split
+    classes: list[str]
+    input_shape: tuple[int, ...]
+    description: str
+    feature_names: list[str] | None = None
+    synthetic: bool = False
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+
+def stratified_split(
+    labels: int | Sequence[Any] | np.ndarray,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    *,
+    class_names: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split sample indices into train, validation and test, stratified by label.
+
+    The same seed gives the same split. Sizes are round(N * fraction) for validation and test;
+    train takes the rest. Each class must have enough samples that every split can hold one of
+    it: at least ceil(1 / smallest fraction), and never fewer than 3.
+
+    Args:
+        labels: One label per sample (stratified), or the sample count N (a plain shuffle).
+        seed: Seed of the shuffle.
+        val_fraction: Share of all samples for validation, in (0, 1).
+        test_fraction: Share of all samples for test, in [0, 1); 0 gives an empty test split.
+        class_names: Names to show in errors when `labels` are integer codes.
+
+    Returns:
+        Sorted index arrays (train, val, test) that together cover range(N) exactly once.
+    """
+    if isinstance(labels, bool | str) or not isinstance(labels, int | Sequence | np.ndarray):
+        raise TypeError(
+            f"stratified_split expects labels as an int count or a sequence of labels; "
+            f"got {type(labels).__name__}."
+        )
+    train_fraction = 1.0 - val_fraction - test_fraction
+    if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and train_fraction > 0):
+        raise ValueError(
+            f"stratified_split expects 0 < val_fraction, 0 <= test_fraction and a sum below 1; "
+            f"got val_fraction={val_fraction} and test_fraction={test_fraction}."
+        )
+    stratify = None if isinstance(labels, int) else np.asarray(labels)
+    n = labels if stratify is None else len(stratify)
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    if n_val < 1 or (test_fraction > 0 and n_test < 1) or n - n_val - n_test < 1:
+        raise ValueError(
+            f"stratified_split cannot split {n} samples with val_fraction={val_fraction} and "
+            f"test_fraction={test_fraction}: every split needs at least one sample."
+        )
+    if stratify is not None:
+        _check_class_counts(stratify, val_fraction, test_fraction, class_names)
+
+    indices = np.arange(n)
+    try:
+        # Test first, then validation from the rest, each split keeping the class proportions.
+        rest, test = (
+            train_test_split(indices, test_size=n_test, random_state=seed, stratify=stratify)
+            if n_test > 0
+            else (indices, indices[:0])
+        )
+        train, val = train_test_split(
+            rest,
+            test_size=n_val,
+            random_state=seed,
+            stratify=None if stratify is None else stratify[rest],
+        )
+    except ValueError as error:  # sklearn's own checks, in case rounding defeats ours
+        raise ValueError(f"stratified_split could not split {n} samples: {error}") from error
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _check_class_counts(
+    labels: np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    class_names: Sequence[str] | None,
+) -> None:
+    """Raise one sentence naming the first class too small to appear in every split."""
+    fractions = [f for f in (val_fraction, test_fraction, 1 - val_fraction - test_fraction) if f]
+    needed = max(3, math.ceil(1 / min(fractions) - 1e-9))
+    values, counts = np.unique(labels, return_counts=True)
+    for value, count in zip(values, counts.tolist(), strict=True):
+        if count < needed:
+            shown = class_names[int(value)] if class_names is not None else value
+            raise ValueError(
+                f"class '{shown}' has {count} sample{'s' * (count != 1)} but a split with "
+                f"val_fraction={val_fraction} and test_fraction={test_fraction} needs at least "
+                f"{needed} per class so that every split holds one; add samples of it, remove "
+                f"it, or raise the fractions."
+            )
+
+
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of images x of shape (N, C, H, W).
+
+    A constant channel gets std 1, so standardizing leaves it at zero instead of dividing by 0.
+    """
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = x.std(axis=(0, 2, 3), dtype=np.float64)
+    std[std < 1e-8] = 1.0
+    return mean, std
+
+
+def image_data(
+    x: np.ndarray,
+    y: np.ndarray,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    name: str,
+    classes: list[str],
+    description: str,
+    synthetic: bool = False,
+) -> ClassificationData:
+    """Standardize images per channel with train statistics and pack them as ClassificationData.
+
+    Args:
+        x: Images scaled to [0, 1], shape (N, C, H, W); a float32 array is standardized in
+            place rather than copied, since a full copy of Fashion-MNIST costs 220 MB.
+        y: Integer labels, shape (N,).
+        splits: Index arrays (train, val, test) into x and y.
+        name: Dataset name for run folders.
+        classes: Class names.
+        description: One line for reports.
+        synthetic: Whether the images are generated.
+    """
+    train, val, test = splits
+    mean, std = channel_stats(x[train])
+    # Standardize in place, channel by channel, to avoid a second full-size float64 copy.
+    x = np.asarray(x, dtype=np.float32)
+    for c in range(x.shape[1]):
+        x[:, c] -= np.float32(mean[c])
+        x[:, c] /= np.float32(std[c])
+    return ClassificationData(
+        name=name,
+        modality="images",
+        **tensor_splits(x, y, splits),
+        classes=list(classes),
+        input_shape=tuple(int(s) for s in x.shape[1:]),
+        description=description,
+        synthetic=synthetic,
+        preprocessing={
+            "scale": "pixel values mapped to [0, 1]",
+            "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std],
+        },
+    )
+
+
+def tensor_splits(
+    x: np.ndarray, y: np.ndarray, splits: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> dict[str, Split]:
+    """The train, val and test `Split`s of float32 inputs x and integer labels y."""
+    xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    out = {}
+    for key, index in zip(("train", "val", "test"), splits, strict=True):
+        index = torch.from_numpy(np.asarray(index, dtype=np.int64))
+        out[key] = Split(xt[index].contiguous(), yt[index].contiguous())
+    return out
+
+
+def safe_name(stem: str) -> str:
+    """A filesystem-safe dataset name from a file or folder stem ("My data!" -> "my-data")."""
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem.lower())
+    cleaned = "-".join(part for part in cleaned.split("-") if part).strip(".")
+    return cleaned or "data"

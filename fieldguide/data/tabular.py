@@ -1,0 +1,259 @@
+"""CSV files as tabular classification data, read with the standard `csv` module and numpy.
+
+One row per sample, a header row of column names, one column as the target. Every other
+column becomes features: a numeric column is imputed with the train median and z-scored with
+train statistics; a categorical column is one-hot encoded with the train vocabulary, so a
+category first seen in validation or test encodes as all zeros. Row numbers in errors count
+lines of the file as a spreadsheet shows them: the header is row 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fieldguide.data.base import (
+    ClassificationData,
+    safe_name,
+    stratified_split,
+    tensor_splits,
+)
+
+# Column names taken as the target when `target` is not given (compared case-insensitively).
+TARGET_NAMES = ("target", "label", "class")
+# Cells that mean "no value" in a numeric column; in a categorical one only "" does, since
+# "none" or "?" may well be a category there.
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+# A column whose values are at least this share numbers, but not all, is a numeric column with
+# a typo rather than a categorical one.
+NUMERIC_SHARE = 0.9
+# A categorical column with more distinct train values than this, and than half the train rows,
+# is an identifier or free text: one-hot encoding it would add a feature per row.
+MAX_CATEGORIES = 100
+
+
+def _parse(value: str) -> float | None:
+    """The finite float in `value`, or None when it holds no such number."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, data rows (stripped strings) and each row's line number in the file.
+
+    Blank lines, and lines whose cells are all empty, are skipped.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig drops Excel's BOM
+            reader = csv.reader(f)
+            header, rows, lines = None, [], []
+            for fields in reader:
+                fields = [value.strip() for value in fields]
+                if not any(fields):
+                    continue
+                if header is None:
+                    header = fields
+                    continue
+                if len(fields) != len(header):
+                    raise ValueError(
+                        f"CSV file {path} row {reader.line_num} has {len(fields)} fields but the "
+                        f"header has {len(header)}; every row needs one value per column."
+                    )
+                rows.append(fields)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"CSV file {path} is not UTF-8 text ({error}); save it as UTF-8."
+        ) from error
+    except csv.Error as error:
+        raise ValueError(f"CSV file {path} could not be parsed: {error}.") from error
+    if header is None:
+        raise ValueError(f"CSV file {path} is empty; expected a header row and data rows.")
+    if not rows:
+        raise ValueError(f"CSV file {path} has a header but no data rows.")
+    header = [name or f"column_{i + 1}" for i, name in enumerate(header)]
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise ValueError(
+            f"CSV file {path} has duplicated column names {duplicated}; give each column "
+            f"its own name."
+        )
+    return header, rows, lines
+
+
+def find_target(header: list[str], target: str | None, path: Path) -> int:
+    """Index of the target column: `target` if given, else the one named target/label/class."""
+    columns = ", ".join(f"'{name}'" for name in header)
+    if target is not None:
+        if target in header:
+            return header.index(target)
+        close = difflib.get_close_matches(target, header, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ValueError(
+            f"target column '{target}' is not in CSV file {path}; {hint}its columns are {columns}."
+        )
+    candidates = [i for i, name in enumerate(header) if name.lower() in TARGET_NAMES]
+    if len(candidates) == 1:
+        return candidates[0]
+    found = "no column" if not candidates else "several columns"
+    raise ValueError(
+        f"CSV file {path} has {found} named target, label or class; pass target= one of "
+        f"its columns: {columns}."
+    )
+
+
+def _class_order(values: set[str]) -> list[str]:
+    """Class names sorted numerically when they are all numbers ("2" before "10"), else as text."""
+    if all(_parse(v) is not None for v in values):
+        return sorted(values, key=lambda v: (float(v), v))
+    return sorted(values)
+
+
+def _numeric(values: list[str], train: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """A numeric column imputed with the train median and z-scored with train mean and std."""
+    column = np.array(
+        [np.nan if v.lower() in MISSING else float(v) for v in values], dtype=np.float64
+    )
+    seen = column[train][~np.isnan(column[train])]
+    # A column with no train values at all carries nothing; 0 keeps it finite.
+    median = float(np.median(seen)) if seen.size else 0.0
+    column[np.isnan(column)] = median
+    mean, std = float(column[train].mean()), float(column[train].std())
+    std = std if std > 1e-12 else 1.0  # a constant column stays at zero instead of dividing by 0
+    return (column - mean) / std, {"median": median, "mean": mean, "std": std}
+
+
+def _categorical(name: str, values: list[str], train: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """A categorical column one-hot encoded with the sorted train vocabulary ("" is missing)."""
+    vocab = sorted({values[i] for i in train} - {""})
+    if len(vocab) > MAX_CATEGORIES and len(vocab) > len(train) / 2:
+        raise ValueError(
+            f"column '{name}' has {len(vocab):,} distinct text values in {len(train):,} train "
+            f"rows, so it looks like an identifier or free text; remove it from the CSV or pass "
+            f"it as target."
+        )
+    position = {value: j for j, value in enumerate(vocab)}
+    onehot = np.zeros((len(values), len(vocab)), dtype=np.float64)
+    for i, value in enumerate(values):
+        j = position.get(value)  # unseen or missing -> all zeros
+        if j is not None:
+            onehot[i, j] = 1.0
+    return onehot, vocab
+
+
+def _column_kind(name: str, values: list[str], lines: list[int]) -> str:
+    """'numeric', 'categorical' or 'empty', or an error for a numeric column with a bad cell."""
+    present = [(v, line) for v, line in zip(values, lines, strict=True) if v.lower() not in MISSING]
+    if not present:
+        return "empty" if not any(values) else "categorical"
+    bad = [(v, line) for v, line in present if _parse(v) is None]
+    if not bad:
+        return "numeric"
+    if 1 - len(bad) / len(present) >= NUMERIC_SHARE:
+        value, line = bad[0]
+        raise ValueError(
+            f"column '{name}' is numeric but row {line} has '{value}'; fix that cell or leave it "
+            f"empty so it is imputed with the train median."
+        )
+    return "categorical"
+
+
+def load_csv(
+    path: str | os.PathLike[str],
+    *,
+    target: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+) -> ClassificationData:
+    """Read a CSV file into tabular classification data of shape (D,) per row.
+
+    Args:
+        path: The .csv file, comma-separated, with a header row.
+        target: Name of the target column; by default the one column named target, label or
+            class (case-insensitive).
+        seed: Seed of the stratified split.
+        val_fraction: Share of the rows held out for validation.
+        test_fraction: Share held out for test.
+
+    Returns:
+        Features in `x` (numeric columns z-scored, categorical ones one-hot), their names in
+        `feature_names`, and the sorted target values as `classes`.
+    """
+    path = Path(path)
+    header, rows, lines = read_csv_rows(path)
+    t = find_target(header, target, path)
+    target_name = header[t]
+
+    # 1. Labels: the sorted distinct target values, then a stratified split on them.
+    for row, line in zip(rows, lines, strict=True):
+        if not row[t]:
+            raise ValueError(
+                f"CSV file {path} row {line} has no value in target column '{target_name}'; "
+                f"fill it in or remove the row."
+            )
+    classes = _class_order({row[t] for row in rows})
+    if len(classes) < 2:
+        raise ValueError(
+            f"target column '{target_name}' of CSV file {path} has only one class "
+            f"('{classes[0]}'); classification needs at least 2."
+        )
+    code = {name: i for i, name in enumerate(classes)}
+    y = np.array([code[row[t]] for row in rows], dtype=np.int64)
+    splits = stratified_split(y, seed, val_fraction, test_fraction, class_names=classes)
+    train = splits[0]
+
+    # 2. Features, column by column, with every statistic taken from the train rows.
+    blocks, feature_names = [], []
+    numeric, categorical, dropped = {}, {}, []
+    for j, name in enumerate(header):
+        if j == t:
+            continue
+        values = [row[j] for row in rows]
+        kind = _column_kind(name, values, lines)
+        if kind == "empty":  # e.g. the unnamed column a trailing comma adds to every line
+            dropped.append(name)
+        elif kind == "numeric":
+            block, numeric[name] = _numeric(values, train)
+            blocks.append(block[:, None])
+            feature_names.append(name)
+        else:
+            block, categorical[name] = _categorical(name, values, train)
+            blocks.append(block)
+            feature_names.extend(f"{name}={value}" for value in categorical[name])
+    if not feature_names:
+        raise ValueError(
+            f"CSV file {path} has no feature columns besides target '{target_name}'; "
+            f"expected at least one more column with values."
+        )
+    x = np.concatenate(blocks, axis=1).astype(np.float32)  # (N, D)
+
+    description = (
+        f"CSV '{path.name}': {len(y):,} rows, {x.shape[1]} features from {len(numeric)} "
+        f"numeric and {len(categorical)} categorical columns, {len(classes)} classes "
+        f"of '{target_name}'"
+    )
+    return ClassificationData(
+        name=safe_name(path.stem),
+        modality="tabular",
+        **tensor_splits(x, y, splits),
+        classes=classes,
+        input_shape=(x.shape[1],),
+        description=description,
+        feature_names=feature_names,
+        preprocessing={
+            "target": target_name,
+            "numeric": numeric,
+            "categorical": categorical,
+            "dropped_empty_columns": dropped,
+            "missing_values": sorted(MISSING),
+        },
+    )

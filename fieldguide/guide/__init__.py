@@ -1,0 +1,1 @@
+"""The guide's knowledge as data: architecture cards and selection rules."""

@@ -1,0 +1,25 @@
+"""The default model for a dataset: the guide's first pick for its modality (guide §0).
+
+This is the seed of `fieldguide recommend`; it reads only what the data says about itself.
+"""
+
+from __future__ import annotations
+
+
+def auto_model(modality: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
+    """Return (model name, one-line reason) for data of `modality` with samples of `input_shape`."""
+    if modality == "images":
+        if max(input_shape[1:]) <= 64:
+            return (
+                "resnet-tiny",
+                "images: a ResNet is the guide's first pick; small images get the small stem",
+            )
+        return "resnet18", "images: a ResNet is the guide's first pick for image classification"
+    if modality == "tabular":
+        return (
+            "mlp",
+            "tabular dense features: the guide's first pick is an MLP",
+        )
+    raise ValueError(
+        f"no default model for modality '{modality}'; pass --model NAME (see `fieldguide list`)."
+    )

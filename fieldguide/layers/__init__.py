@@ -1,0 +1,1 @@
+"""Blocks shared by more than one model family."""

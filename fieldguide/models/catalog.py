@@ -1,0 +1,50 @@
+"""A torch-free catalogue of the registered models, so `fieldguide list` and `show` start fast.
+
+`catalog.json` is generated from the registry (`python -m fieldguide.models.catalog`) and a
+test fails when it is stale, so it can never drift from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+CATALOG = Path(__file__).with_name("catalog.json")
+
+
+def build_catalog() -> dict[str, dict[str, Any]]:
+    """Name -> family, summary, parameters, input, invariants and config, built from the code."""
+    from fieldguide.models.registry import create_model, get_entry, list_models
+
+    catalog = {}
+    for name in list_models():
+        entry = get_entry(name)
+        model = create_model(name)
+        config = json.loads(json.dumps(dataclasses.asdict(entry.config)))  # tuples -> lists
+        catalog[name] = {
+            "family": entry.family,
+            "class": entry.cls.__name__,
+            "summary": entry.summary,
+            "parameters": model.num_parameters(),
+            "input": model.input_description,
+            "invariants": sorted(model.invariants),
+            "config": config,
+        }
+    return catalog
+
+
+def load_catalog() -> dict[str, dict[str, Any]]:
+    """The generated catalogue, without importing torch."""
+    return json.loads(CATALOG.read_text())
+
+
+def write_catalog() -> None:
+    """Regenerate catalog.json from the registry."""
+    CATALOG.write_text(json.dumps(build_catalog(), indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    write_catalog()
+    print(f"wrote {CATALOG}")

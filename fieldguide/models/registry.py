@@ -1,0 +1,147 @@
+"""The model registry: one hop from a name to a frozen config and the class that builds it.
+
+`register("resnet18", ResNetConfig(...), ResNet)` is the only way a preset comes to exist, so a
+grep for the name finds the one line that defines it. This module imports no torch: the family
+modules are imported on first lookup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+# Family modules under fieldguide.models, imported when the registry is first read.
+FAMILIES = ("mlp", "resnet")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered preset: its name, family, default config and model class."""
+
+    name: str
+    family: str
+    config: Any
+    cls: type
+
+    @property
+    def summary(self) -> str:
+        """First line of the model class docstring."""
+        return (self.cls.__doc__ or "").strip().splitlines()[0]
+
+
+_REGISTRY: dict[str, Entry] = {}
+_loaded = False
+
+
+def register(name: str, config: Any, cls: type) -> None:
+    """Register preset `name`: `create_model(name)` builds `cls(config)`."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(
+            f"register expects config as a dataclass instance; got {type(config).__name__}."
+        )
+    if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+        raise ValueError(
+            f"model name '{name}' is already registered to {_REGISTRY[name].cls.__name__}."
+        )
+    family = cls.__module__.rsplit(".", 1)[-1]
+    _REGISTRY[name] = Entry(name=name, family=family, config=config, cls=cls)
+
+
+def _load_families() -> None:
+    global _loaded
+    if not _loaded:
+        for family in FAMILIES:
+            importlib.import_module(f"fieldguide.models.{family}")
+        _loaded = True
+
+
+def _unknown(kind: str, given: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(given, known, n=3, cutoff=0.5)
+    hint = (
+        f"did you mean {' or '.join(repr(c) for c in close)}?"
+        if close
+        else f"choose from {', '.join(known)}."
+    )
+    return f"unknown {kind} '{given}'; {hint}"
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Names of all registered models, sorted, optionally of one family ("mlp", "resnet", ...)."""
+    _load_families()
+    if family is not None and family not in FAMILIES:
+        raise ValueError(_unknown("family", family, list(FAMILIES)))
+    return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
+
+
+def get_entry(name: str) -> Entry:
+    """The registry entry for `name`, or a ValueError that lists close matches."""
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str such as 'resnet18'; got {type(name).__name__}.")
+    _load_families()
+    if name not in _REGISTRY:
+        raise ValueError(_unknown("model", name, sorted(_REGISTRY)))
+    return _REGISTRY[name]
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """Whether `value` fits a config field's type annotation (bool is not an int here)."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(args) == len(value) and all(
+            _matches(v, a) for v, a in zip(value, args, strict=True)
+        )
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def replace_config(config: Any, owner: str, **overrides: Any) -> Any:
+    """Return `config` with `overrides` applied, each checked against the field's type."""
+    hints = typing.get_type_hints(type(config))
+    fields = [f.name for f in dataclasses.fields(config)]
+    for key, value in list(overrides.items()):
+        if key not in hints:
+            raise ValueError(_unknown(f"override for {owner}", key, fields))
+        if isinstance(value, list):  # TOML and JSON give lists where configs hold tuples
+            value = overrides[key] = tuple(value)
+        if not _matches(value, hints[key]):
+            shown = getattr(hints[key], "__name__", None) or str(hints[key]).replace("typing.", "")
+            raise TypeError(
+                f"{owner} override '{key}' expects {shown}; got {value!r} ({type(value).__name__})."
+            )
+        if isinstance(value, int) and hints[key] is float:
+            overrides[key] = float(value)
+    return dataclasses.replace(config, **overrides)
+
+
+def create_model(name: str, **overrides: Any) -> Any:
+    """Build the registered model `name`, with any config field overridden by keyword.
+
+    Example:
+        >>> model = create_model("resnet-tiny", num_classes=5)
+    """
+    entry = get_entry(name)
+    config = replace_config(entry.config, name, **overrides)
+    model = entry.cls(config)
+    model.name = name  # used in error messages and run folders
+    return model

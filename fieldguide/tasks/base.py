@@ -1,0 +1,41 @@
+"""The contract between a task and the trainer.
+
+The trainer knows nothing of images, tokens or graphs. It asks the task for the size of the
+training set, for the batch made of some example indices, for the loss of a batch, and for the
+metrics of a split. Forecasting, language modelling or node classification fit the same loop
+by answering the same four questions.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from torch import Tensor, nn
+
+
+class Task(Protocol):
+    """What the trainer needs from a task."""
+
+    name: str
+    # Default metric for early stopping and for choosing the best weights, and its direction.
+    monitor: str
+    monitor_mode: str  # "max" or "min"
+
+    @property
+    def train_size(self) -> int:
+        """Number of training examples the trainer shuffles and batches."""
+        ...
+
+    def batch(self, split: str, index: Tensor) -> tuple[Tensor, ...]:
+        """Tensors of the examples `index` of `split` ("train", "val" or "test"), on the CPU."""
+        ...
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """Scalar training loss of one batch (already on the model's device)."""
+        ...
+
+    def evaluate(
+        self, model: nn.Module, split: str, *, device: str, batch_size: int
+    ) -> dict[str, float]:
+        """Metrics of `split`, named "<split>/<metric>", e.g. "val/accuracy"."""
+        ...

@@ -1,0 +1,1 @@
+"""The trainer: parameter groups, schedule, loop, checkpoints and resume."""

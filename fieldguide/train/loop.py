@@ -1,0 +1,417 @@
+"""The training loop: any model, any task, resumable to the bit.
+
+One optimizer step = `accumulate` micro-batches. The order of examples in epoch e is a
+permutation drawn from a generator seeded by (seed, e), so the position inside an epoch is
+just the index of the next step. A checkpoint holds the weights, the optimizer, the step, the
+epoch, that position, the python/numpy/torch RNG states (dropout draws from torch's), the early
+stopping state and the history, so a resumed run ends bitwise equal to one never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fieldguide.train.checkpoint import (
+    capture_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from fieldguide.train.config import TrainConfig
+from fieldguide.train.device import autocast, pick_device, resolve_precision
+from fieldguide.train.params import param_groups
+from fieldguide.train.progress import Progress
+from fieldguide.train.schedule import warmup_cosine
+
+# Metrics where lower is better; every other monitored metric is maximised.
+LOWER_IS_BETTER = {"loss", "ece", "mae", "rmse", "smape", "mase", "perplexity", "bpb", "error"}
+# Steps between checks of the loss for NaN/inf: each check syncs with the device once.
+CHECK_EVERY = 16
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) fit returns."""
+
+    status: str  # "finished", "early_stopped" or "interrupted"
+    step: int
+    epoch: int
+    best_metrics: dict[str, float]  # the evaluation at the best monitored value
+    history: list[dict[str, Any]]
+    train_seconds: float
+    samples_per_second: float
+    device: str
+    precision: str
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def monitor_mode(metric: str) -> str:
+    """Return "min" for losses and errors, "max" for everything else."""
+    return "min" if metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "max"
+
+
+@dataclass
+class _State:
+    """Everything that changes while training and must survive a resume."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # current epoch
+    position: int = 0  # optimizer steps done inside the current epoch
+    train_seconds: float = 0.0
+    samples: int = 0  # training examples seen
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    best_value: float | None = None
+    best_step: int = -1
+    bad_evals: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains `model` on `task` with the recipe `config`.
+
+    Args:
+        model: any nn.Module the task can compute a loss for.
+        task: the contract of fieldguide.tasks.base.Task.
+        config: the recipe.
+        checkpoint_dir: where checkpoints go; None trains without them (and cannot resume).
+        metrics_path: a metrics.jsonl file that receives one line per evaluation.
+        callbacks: functions called as `callback(trainer)` after every optimizer step.
+        progress: "auto", "rich", "plain" or "quiet".
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Any,
+        config: TrainConfig,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        metrics_path: str | Path | None = None,
+        callbacks: Sequence[Callable[[Trainer], None]] = (),
+        progress: str | Progress = "auto",
+    ) -> None:
+        if not isinstance(config, TrainConfig):
+            raise TypeError(
+                f"Trainer expects config as a TrainConfig; got {type(config).__name__}."
+            )
+        self.model = model
+        self.task = task
+        self.config = config
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.metrics_path = Path(metrics_path) if metrics_path is not None else None
+        self.callbacks = list(callbacks)
+        self.progress = progress if isinstance(progress, Progress) else Progress(progress)
+        self.device = pick_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.mode = monitor_mode(config.monitor)
+        self.state = _State()
+        self.best_weights: dict[str, Tensor] | None = None
+        self.last_checkpoint: Path | None = None
+        self._stop_requested = False
+        self._pending: list[Tensor] = []  # losses not yet checked for NaN, with their steps
+        self._pending_steps: list[int] = []
+
+    # -- public controls ------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop after the current optimizer step, saving a checkpoint to resume from."""
+        self._stop_requested = True
+
+    @property
+    def lr(self) -> float:
+        """Learning rate of the current step."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        groups = param_groups(self.model, cfg.weight_decay)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+
+    def _plan(self) -> None:
+        """Micro-batches per epoch, optimizer steps per epoch, total and warmup steps."""
+        cfg = self.config
+        n = self.task.train_size
+        if n < 2:
+            raise ValueError(f"the training split has {n} example(s); at least 2 are needed.")
+        self.micro_per_epoch = math.ceil(n / cfg.batch_size)
+        # A last micro-batch of one example breaks batch norm; it is dropped (it rotates by epoch).
+        if n % cfg.batch_size == 1 and self.micro_per_epoch > 1:
+            self.micro_per_epoch -= 1
+        self.steps_per_epoch = math.ceil(self.micro_per_epoch / cfg.accumulate)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.warmup_steps = round(cfg.warmup_fraction * self.total_steps)
+
+    def _epoch_micro_batches(self, epoch: int) -> list[Tensor]:
+        """Example indices of each micro-batch of `epoch`, a pure function of (seed, epoch)."""
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.task.train_size, generator=g)
+        return list(perm.split(self.config.batch_size))[: self.micro_per_epoch]
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "trainer": asdict(self.state),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": capture_rng_state(),
+            "best_weights": self.best_weights,
+            "config": asdict(self.config),
+        }
+
+    def save(self) -> Path | None:
+        """Commit a checkpoint of the current state (after checking pending losses)."""
+        if self.checkpoint_dir is None:
+            return None
+        self._check_losses()
+        weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        self.last_checkpoint = save_checkpoint(
+            self.checkpoint_dir, self.state.step, weights=weights, state=self._snapshot()
+        )
+        return self.last_checkpoint
+
+    def _restore(self) -> None:
+        if self.checkpoint_dir is None or latest_checkpoint(self.checkpoint_dir) is None:
+            raise ValueError(
+                f"resume needs a checkpoint, but none was found in {self.checkpoint_dir}."
+            )
+        path = latest_checkpoint(self.checkpoint_dir)
+        weights, saved = load_checkpoint(path)
+        if saved.get("config") != asdict(self.config):
+            changed = sorted(
+                k for k, v in asdict(self.config).items() if saved.get("config", {}).get(k) != v
+            )
+            raise ValueError(
+                f"cannot resume from {path}: the training config differs in {', '.join(changed)}."
+            )
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.state = _State(**saved["trainer"])
+        self.best_weights = saved["best_weights"]
+        restore_rng_state(saved["rng"])
+        self.last_checkpoint = path
+        if self.metrics_path is not None:  # drop lines written after the checkpoint
+            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.state.history))
+
+    # -- the loop -------------------------------------------------------------------------
+    def _check_losses(self) -> None:
+        """Raise NonFiniteLossError naming the first step whose loss was NaN or infinite."""
+        if not self._pending:
+            return
+        losses = torch.stack(self._pending).float().cpu()
+        steps = self._pending_steps
+        self._pending, self._pending_steps = [], []
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            where = self.last_checkpoint or "none was saved"
+            raise NonFiniteLossError(
+                f"the training loss became {losses[i].item()} at step {steps[i]} "
+                f"(epoch {self.state.epoch + 1}); "
+                f"training stopped; the last good checkpoint is {where}. "
+                "Try a lower --lr or gradient clipping."
+            )
+        self.state.epoch_loss_sum += float(losses.sum())
+        self.state.epoch_loss_count += len(losses)
+
+    def _set_lr(self) -> None:
+        factor = warmup_cosine(
+            self.state.step, self.warmup_steps, self.total_steps, self.config.min_lr_ratio
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * factor
+
+    def _train_step(self, micro_batches: list[Tensor]) -> None:
+        """One optimizer step over a window of micro-batches; the loss is the window's mean."""
+        cfg = self.config
+        self._set_lr()
+        window = sum(len(idx) for idx in micro_batches)
+        total = torch.zeros((), device=self.device)
+        for idx in micro_batches:
+            batch = tuple(
+                t.to(self.device, non_blocking=True) for t in self.task.batch("train", idx)
+            )
+            with self.autocast:
+                loss = self.task.loss(self.model, batch)
+            (loss * (len(idx) / window)).backward()
+            total += loss.detach() * (len(idx) / window)
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        self.state.position += 1
+        self.state.samples += window
+        self._pending.append(total)
+        self._pending_steps.append(self.state.step)
+
+    def _evaluate(self) -> dict[str, Any]:
+        self._check_losses()
+        metrics = self.task.evaluate(
+            self.model,
+            "val",
+            device=self.device,
+            batch_size=max(256, self.config.batch_size),
+            autocast=self.autocast,
+        )
+        s = self.state
+        record = {"epoch": s.epoch + 1, "step": s.step, "lr": self.lr}
+        if s.epoch_loss_count:
+            record["train/loss"] = s.epoch_loss_sum / s.epoch_loss_count
+        record.update(metrics)
+        s.history.append(record)
+        if self.metrics_path is not None:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.config.monitor not in record:
+            raise ValueError(
+                f"monitor '{self.config.monitor}' is not among the metrics "
+                f"({', '.join(sorted(metrics))})."
+            )
+        value = record[self.config.monitor]
+        better = s.best_value is None or (
+            value > s.best_value if self.mode == "max" else value < s.best_value
+        )
+        if better:
+            s.best_value, s.best_step, s.bad_evals = value, s.step, 0
+            self.best_weights = {
+                k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+            }
+        else:
+            s.bad_evals += 1
+            s.stopped_early = 0 < self.config.patience <= s.bad_evals
+        return record
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train to the end (or early stop, or a requested stop); return what happened."""
+        cfg = self.config
+        self.model.to(self.device)
+        self.optimizer = self._build_optimizer()
+        self.autocast = autocast(self.device, self.precision)
+        self._plan()
+        if resume:
+            self._restore()
+        else:
+            seed_everything(cfg.seed)
+            if (
+                self.checkpoint_dir is not None
+                and latest_checkpoint(self.checkpoint_dir) is not None
+            ):
+                raise ValueError(
+                    f"{self.checkpoint_dir} already holds checkpoints; "
+                    "resume the run or use a new folder."
+                )
+        previous_handler = self._install_sigint()
+        try:
+            status = self._run()
+        finally:
+            self.progress.stop()
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        if status != "interrupted" and self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)  # the final model is the best one seen
+        s = self.state
+        best = next(
+            (r for r in s.history if r["step"] == s.best_step), s.history[-1] if s.history else {}
+        )
+        return TrainResult(
+            status=status,
+            step=s.step,
+            epoch=s.epoch,
+            best_metrics=best,
+            history=list(s.history),
+            train_seconds=s.train_seconds,
+            samples_per_second=s.samples / max(s.train_seconds, 1e-9),
+            device=self.device,
+            precision=self.precision,
+        )
+
+    def _run(self) -> str:
+        cfg, s = self.config, self.state
+        self.progress.start(self.total_steps, s.step)
+        self.model.train()
+        while s.epoch < cfg.epochs and not s.stopped_early:
+            windows = self._epoch_micro_batches(s.epoch)
+            windows = [
+                windows[i : i + cfg.accumulate] for i in range(0, len(windows), cfg.accumulate)
+            ]
+            tick = time.perf_counter()
+            while s.position < len(windows):
+                self._train_step(windows[s.position])
+                if len(self._pending) >= CHECK_EVERY:
+                    self._check_losses()
+                for callback in self.callbacks:
+                    callback(self)
+                if self._stop_requested:
+                    s.train_seconds += time.perf_counter() - tick
+                    self.save()
+                    self.progress.message(
+                        f"stopped at step {s.step}; resume from {self.last_checkpoint}"
+                    )
+                    return "interrupted"
+                if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
+                    s.train_seconds += time.perf_counter() - tick
+                    self.save()
+                    tick = time.perf_counter()
+                loss = s.epoch_loss_sum / s.epoch_loss_count if s.epoch_loss_count else None
+                self.progress.step(
+                    s.step,
+                    s.epoch,
+                    loss,
+                    self.lr,
+                    s.samples / max(s.train_seconds + time.perf_counter() - tick, 1e-9),
+                )
+            s.train_seconds += time.perf_counter() - tick
+            record = self._evaluate()
+            self.progress.epoch(
+                s.epoch,
+                cfg.epochs,
+                s.step,
+                self.lr,
+                s.samples / max(s.train_seconds, 1e-9),
+                {k: v for k, v in record.items() if "/" in k},
+            )
+            s.epoch += 1
+            s.position = 0
+            s.epoch_loss_sum, s.epoch_loss_count = 0.0, 0
+            self.save()
+        return "early_stopped" if s.stopped_early else "finished"
+
+    def _install_sigint(self) -> Any:
+        """First Ctrl-C: stop cleanly after this step with a checkpoint; second: abort."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        return signal.signal(signal.SIGINT, handler)
