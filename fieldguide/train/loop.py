@@ -102,6 +102,8 @@ class Trainer:
         checkpoint_dir: where checkpoints go; None trains without them (and cannot resume).
         metrics_path: a metrics.jsonl file that receives one line per evaluation.
         callbacks: functions called as `callback(trainer)` after every optimizer step.
+        epoch_callbacks: functions called as `callback(trainer, record)` after each epoch's
+            evaluation and checkpoint, with that evaluation's record.
         progress: "auto", "rich", "plain" or "quiet".
     """
 
@@ -114,6 +116,7 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         metrics_path: str | Path | None = None,
         callbacks: Sequence[Callable[[Trainer], None]] = (),
+        epoch_callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
         progress: str | Progress = "auto",
     ) -> None:
         if not isinstance(config, TrainConfig):
@@ -126,6 +129,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.metrics_path = Path(metrics_path) if metrics_path is not None else None
         self.callbacks = list(callbacks)
+        self.epoch_callbacks = list(epoch_callbacks)
         self.progress = progress if isinstance(progress, Progress) else Progress(progress)
         self.device = pick_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
@@ -402,6 +406,10 @@ class Trainer:
             s.position = 0
             s.epoch_loss_sum, s.epoch_loss_count = 0.0, 0
             self.save()
+            for callback in self.epoch_callbacks:
+                callback(self, record)
+            if self._stop_requested:  # asked for by an epoch callback; the checkpoint is saved
+                return "interrupted"
         return "early_stopped" if s.stopped_early else "finished"
 
     def _install_sigint(self) -> Any:

@@ -1,0 +1,235 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from fieldguide.cli.main import main
+
+FAST = ["--epochs", "2", "--progress", "plain"]
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def only_run(runs: Path) -> Path:
+    folders = [p for p in runs.iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def test_list_and_show_answer_without_importing_torch():
+    code = (
+        "import sys, io, contextlib\n"
+        "from fieldguide.cli.main import main\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        "    for argv in (['list'], ['show', 'resnet18'], ['data', 'list']):\n"
+        "        assert main(argv) == 0\n"
+        "print('torch' in sys.modules)\n"
+        "print(buf.getvalue())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[0] == "False"
+    assert "11,689,512" in out and "resnet-tiny" in out and "digits" in out
+    assert "images (B, 3, H, W)" in out and "stem = imagenet" in out
+
+
+def test_unknown_model_is_one_line_and_exit_code_2(capsys):
+    code, out, err = run_cli(["show", "resnet19"], capsys)
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "unknown model 'resnet19'; did you mean 'resnet18'" in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="unknown model"):
+        main(["--debug", "train", "--model", "resnet19", "--runs-dir", str(tmp_path)])
+
+
+def test_train_writes_a_complete_run_folder_and_config_repeats_it(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code, out, _ = run_cli(["train", "mlp-small", "--runs-dir", str(runs), *FAST], capsys)
+    assert code == 0
+    run = only_run(runs)
+    assert {p.name for p in run.iterdir()} >= {
+        "config.toml",
+        "model.safetensors",
+        "checkpoint",
+        "metrics.jsonl",
+        "curves.png",
+        "report.md",
+    }
+    assert f"run folder: {run}" in out and "test  loss" in out
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    report = (run / "report.md").read_text()
+    for needle in ("accuracy", "macro_f1", "ece", "parameters", "training time"):
+        assert needle in report
+    # The config file repeats the run: same seed, same data split, bitwise the same weights.
+    runs2 = tmp_path / "again"
+    assert (
+        main(["train", "--config", str(run / "config.toml"), "--runs-dir", str(runs2), "--quiet"])
+        == 0
+    )
+    first, second = (
+        load_file(run / "model.safetensors"),
+        load_file(only_run(runs2) / "model.safetensors"),
+    )
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_flags_override_the_config_file(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    run_cli(["train", "mlp-small", "--runs-dir", str(runs), *FAST, "--set", "dropout=0.3"], capsys)
+    run = only_run(runs)
+    runs2 = tmp_path / "b"
+    main(
+        [
+            "train",
+            "--config",
+            str(run / "config.toml"),
+            "--epochs",
+            "1",
+            "--runs-dir",
+            str(runs2),
+            "--quiet",
+        ]
+    )
+    text = (only_run(runs2) / "config.toml").read_text()
+    assert "epochs = 1" in text and "dropout = 0.3" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--lr", "-1"], "TrainConfig.lr must be >= 0"),
+        (["--set", "dropout"], "--set expects KEY=VALUE"),
+        (["--set", "hidden_dims=3"], "did you mean 'hidden_dim'"),
+        (["--set", "num_layers=2.5"], "num_layers' expects int"),
+        (["--data", "digitz"], "did you mean 'digits'"),
+        (["--data", "sunspots"], "forecasting"),
+    ],
+)
+def test_bad_options_fail_before_any_run_folder_exists(tmp_path, capsys, args, match):
+    runs = tmp_path / "runs"
+    code, _, err = run_cli(["train", "mlp-small", "--runs-dir", str(runs), *FAST, *args], capsys)
+    assert code == 2 and match in err
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def write_images(root: Path, corrupt: bool = False) -> Path:
+    rng = np.random.default_rng(0)
+    for label, level in (("dark", 40), ("light", 200)):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(rng.normal(level, 20, (8, 8)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(root / label / f"{i}.png")
+    if corrupt:
+        (root / "light" / "broken.png").write_bytes(b"\x89PNG not really")
+    return root
+
+
+def test_train_on_an_image_folder(tmp_path, capsys):
+    data = write_images(tmp_path / "imgs")
+    runs = tmp_path / "runs"
+    code, out, err = run_cli(["train", "--data", str(data), "--runs-dir", str(runs), *FAST], capsys)
+    assert code == 0, err
+    run = only_run(runs)
+    assert "resnet-tiny" in run.name and "imgs" in run.name  # auto picks the small-image ResNet
+    assert 'name = "resnet-tiny"' in (run / "config.toml").read_text()
+
+
+def test_corrupt_image_names_the_file_and_leaves_no_run_folder(tmp_path, capsys):
+    data = write_images(tmp_path / "imgs", corrupt=True)
+    runs = tmp_path / "runs"
+    code, _, err = run_cli(["train", "--data", str(data), "--runs-dir", str(runs), *FAST], capsys)
+    assert code == 2 and "broken.png" in err
+    assert not runs.exists()
+
+
+def test_train_on_a_csv_and_missing_target_column(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rows = ["size,colour,label"]
+    for _ in range(60):
+        big = rng.random() < 0.5
+        rows.append(
+            f"{rng.normal(5 if big else 1, 1):.3f},{rng.choice(['red', 'blue'])},"
+            f"{'big' if big else 'small'}"
+        )
+    csv = tmp_path / "table.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    runs = tmp_path / "runs"
+    code, _, err = run_cli(
+        ["train", "--data", str(csv), "--target", "label", "--runs-dir", str(runs), *FAST], capsys
+    )
+    assert code == 0, err
+    assert "mlp" in only_run(runs).name
+    code, _, err = run_cli(
+        ["train", "--data", str(csv), "--target", "kind", "--runs-dir", str(tmp_path / "r2")],
+        capsys,
+    )
+    assert code == 2 and "kind" in err and "label" in err
+    assert not (tmp_path / "r2").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_resume_finishes_the_run(tmp_path):
+    runs = tmp_path / "runs"
+    cmd = [
+        sys.executable,
+        "-m",
+        "fieldguide.cli.main",
+        "train",
+        "mlp-small",
+        "--epochs",
+        "400",
+        "--progress",
+        "plain",
+        "--runs-dir",
+        str(runs),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("epoch 2/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "interrupted; resume with: fieldguide train --resume" in out
+    run = only_run(runs)
+    assert not (run / "model.safetensors").exists()
+    done = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
+    assert 2 <= done < 400
+    assert (
+        main(["train", "--resume", str(run), "--epochs", "3"]) == 2
+    )  # resume takes no other options
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    epochs = [
+        json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert epochs == list(range(1, 401))
+    assert (run / "model.safetensors").exists() and (run / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_default_job_reaches_97_percent_on_digits(tmp_path, capsys):
+    # What `make demo` runs: no arguments, the default model on the starter digits.
+    code, out, err = run_cli(["train", "--runs-dir", str(tmp_path), "--progress", "plain"], capsys)
+    assert code == 0, err
+    run = only_run(tmp_path)
+    line = next(line for line in out.splitlines() if line.startswith("test "))
+    accuracy = float(line.split("accuracy ")[1].split()[0])
+    assert accuracy >= 0.97, line
+    assert "resnet-tiny" in run.name
