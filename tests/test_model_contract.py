@@ -1,0 +1,191 @@
+"""The contract every registered model keeps (DESIGN.md, "Contracts every family shares").
+
+Parametrized over `list_models()`, so a new family is covered the moment it registers a name.
+"""
+
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fieldguide import create_model, list_models
+
+NAMES = list_models()
+
+
+def _build(name: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return create_model(name)
+
+
+def _example(model: nn.Module, batch_size: int, seed: int = 1) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return model.example_input(batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Declared invariants: one checker per property a model may declare (see models/base.py).
+# ---------------------------------------------------------------------------------------------
+
+
+def check_batch_independent(name: str, model: nn.Module) -> None:
+    """In eval mode, each sample's output alone equals its row in a batch of 4."""
+    model.eval()
+    x = _example(model, 4, seed=2)
+    with torch.no_grad():
+        batched = model(x)
+        # atol 1e-5 relative to the output's scale: untrained deep ResNets give logits near 50,
+        # where float32 round-off between batch sizes alone reaches ~3e-5. A leak across
+        # samples (batch statistics) moves outputs by their own order of magnitude.
+        atol = 1e-5 * max(1.0, batched.abs().max().item())
+        for i in range(x.shape[0]):
+            alone = model(x[i : i + 1])
+            torch.testing.assert_close(
+                alone[0],
+                batched[i],
+                atol=atol,
+                rtol=0,
+                msg=lambda m, i=i: (
+                    f"{name}: sample {i} alone differs from its row in the batch. {m}"
+                ),
+            )
+
+
+CHECKERS = {
+    "batch_independent": check_batch_independent,
+}
+
+
+def test_the_list_of_models_is_not_empty():
+    assert len(NAMES) >= 1
+    assert NAMES == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declared_invariants_hold(name):
+    model = _build(name)
+    assert isinstance(model.invariants, frozenset)
+    missing = sorted(set(model.invariants) - set(CHECKERS))
+    assert not missing, (
+        f"{name} declares invariants {missing} that no checker verifies; add one to CHECKERS "
+        f"in tests/test_model_contract.py."
+    )
+    for prop in sorted(model.invariants):
+        CHECKERS[prop](name, model)
+
+
+def test_batch_independence_checker_catches_batch_statistics():
+    # A checker that cannot fail proves nothing: batch norm in train mode mixes samples.
+    class LeaksBatchStats(nn.Module):
+        def example_input(self, batch_size):
+            return torch.randn(batch_size, 3)
+
+        def forward(self, x):
+            return x - x.mean(dim=0)  # what batch norm in train mode does to each feature
+
+    with pytest.raises(AssertionError, match="alone differs"):
+        check_batch_independent("leaky", LeaksBatchStats())
+
+
+# ---------------------------------------------------------------------------------------------
+# Build, forward, backward.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builds_with_its_registry_name_and_a_description(name):
+    model = _build(name)
+    assert isinstance(model, nn.Module)
+    assert model.name == name
+    assert model.num_parameters() == sum(p.numel() for p in model.parameters()) > 0
+    assert isinstance(model.input_description, str) and model.input_description
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_forward_on_example_input_is_finite_with_the_batch_size(name, batch_size):
+    model = _build(name).eval()
+    x = _example(model, batch_size)
+    assert x.shape[0] == batch_size
+    with torch.no_grad():
+        y = model(x)
+    assert isinstance(y, torch.Tensor)
+    assert y.shape[0] == batch_size
+    assert y.dtype == x.dtype
+    assert torch.isfinite(y).all(), f"{name} produced non-finite outputs"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_gives_every_parameter_a_finite_gradient(name):
+    model = _build(name).train()
+    x = _example(model, 2)  # batch >= 2 so batch norm has statistics to use
+    y = model(x)
+    torch.manual_seed(3)
+    # A random projection of the output: a plain sum can cancel through a norm layer.
+    loss = (y * torch.randn_like(y)).sum()
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, f"{name}: parameters without a gradient: {no_grad}"
+    not_finite = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
+    assert not not_finite, f"{name}: parameters with non-finite gradients: {not_finite}"
+    all_zero = [n for n, p in model.named_parameters() if not p.grad.any()]
+    assert not all_zero, f"{name}: parameters whose gradient is exactly zero: {all_zero}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_eval_mode_is_deterministic(name):
+    model = _build(name).eval()
+    x = _example(model, 2)
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_safetensors_round_trip_gives_the_same_output(name, tmp_path):
+    model = _build(name, seed=0)
+    x = _example(model, 2)
+    with torch.no_grad():
+        model.train()(x)  # move any running statistics off their initial values
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+    path = tmp_path / "model.safetensors"
+    save_file(model.state_dict(), str(path))
+
+    fresh = _build(name, seed=1234).eval()
+    with torch.no_grad():
+        before = fresh(x)
+    assert not torch.allclose(before, expected), "a fresh model should differ before loading"
+    missing, unexpected = fresh.load_state_dict(load_file(str(path)), strict=True)
+    assert not missing and not unexpected
+    with torch.no_grad():
+        after = fresh(x)
+    torch.testing.assert_close(after, expected, atol=0, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input validation at the public boundary.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("change", ["drop_batch_axis", "extra_axis"])
+def test_rejects_wrong_rank_naming_the_model_and_argument(name, change):
+    model = _build(name).eval()
+    x = _example(model, 2)
+    bad = x[0] if change == "drop_batch_axis" else x.unsqueeze(0)
+    assert bad.ndim != x.ndim
+    with pytest.raises(ValueError, match=rf"^{re.escape(name)} expects .*\bx\b") as excinfo:
+        model(bad)
+    assert str(tuple(bad.shape)) in str(excinfo.value), "the message should show the given shape"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rejects_a_non_tensor(name):
+    model = _build(name).eval()
+    x = _example(model, 2)
+    with pytest.raises(TypeError, match=rf"^{re.escape(name)} expects .*\bx\b.*torch\.Tensor"):
+        model(x.tolist())
