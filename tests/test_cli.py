@@ -233,3 +233,20 @@ def test_default_job_reaches_97_percent_on_digits(tmp_path, capsys):
     accuracy = float(line.split("accuracy ")[1].split()[0])
     assert accuracy >= 0.97, line
     assert "resnet-tiny" in run.name
+
+
+def test_python_api_takes_recipe_fields_as_keywords(tmp_path):
+    from fieldguide.api import train
+
+    result = train("mlp-small", "digits", epochs=1, lr=1e-2, runs_dir=tmp_path, progress="quiet")
+    assert "lr = 0.01" in (result.run_dir / "config.toml").read_text()
+    assert 0 <= result.test_metrics["test/accuracy"] <= 1
+    with pytest.raises(ValueError, match="did you mean 'epochs'"):
+        train("mlp-small", "digits", epoch=1, runs_dir=tmp_path)
+
+
+def test_help_documents_each_recipe_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "peak learning rate" in out and "micro-batches per optimizer step" in out

@@ -191,6 +191,13 @@ def test_register_rejects_a_name_taken_by_another_class():
     assert get_entry("mlp").cls is MLP
 
 
+def test_register_rejects_a_second_preset_under_the_same_name_but_allows_a_reimport():
+    with pytest.raises(ValueError, match="model name 'mlp' is already registered"):
+        register("mlp", MLPConfig(hidden_dim=7), MLP)
+    register("mlp", get_entry("mlp").config, MLP)  # what re-importing the module does
+    assert get_entry("mlp").config.hidden_dim == 256
+
+
 def test_created_models_are_plain_modules():
     model = create_model("mlp-small")
     assert isinstance(model, torch.nn.Module)

@@ -82,6 +82,7 @@ def train(
     resume: str | Path | None = None,
     runs_dir: str | Path = "runs",
     progress: str = "auto",
+    **recipe: Any,
 ) -> RunResult:
     """Train `model` on `data` and write a run folder.
 
@@ -95,9 +96,22 @@ def train(
         resume: a run folder to continue from its latest checkpoint.
         runs_dir: where new run folders are created.
         progress: "auto", "rich", "plain" or "quiet".
+        **recipe: any TrainConfig field, e.g. `epochs=10, lr=1e-3`; applied over `train_config`.
+
+    Example:
+        >>> result = train("mlp", "digits", epochs=10)
+        >>> result.test_metrics["test/accuracy"], result.run_dir
     """
+    from fieldguide.models.registry import replace_config
     from fieldguide.train.loop import Trainer
 
+    if recipe and (resume is not None or config is not None):
+        raise ValueError(
+            f"train got recipe options {sorted(recipe)} with resume/config, which fix the recipe; "
+            "pass one or the other."
+        )
+    if recipe:
+        train_config = replace_config(train_config or TrainConfig(), "train", **recipe)
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.toml").is_file():

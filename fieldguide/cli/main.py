@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import sys
 import typing
 from typing import Any
@@ -23,17 +25,29 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _field_comments(cls: type) -> dict[str, str]:
+    """The trailing comment of each field in the dataclass source: its one documentation."""
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.+)$", line)
+        if match:
+            comments[match.group(1)] = match.group(2).strip()
+    return comments
+
+
 def _add_dataclass_flags(
     parser: argparse.ArgumentParser, cls: type, skip: set[str], title: str
 ) -> None:
     """One flag per dataclass field, typed from its annotation; default None means "not given"."""
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         hint = hints[f.name]
-        kwargs: dict[str, Any] = {"default": None, "help": f"(default: {f.default})"}
+        text = f"{comments[f.name]} " if f.name in comments else ""
+        kwargs: dict[str, Any] = {"default": None, "help": f"{text}(default: {f.default})"}
         if typing.get_origin(hint) is typing.Literal:
             kwargs["choices"] = typing.get_args(hint)
         elif hint in (int, float, str):
@@ -121,9 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _console() -> Any:
+    """A rich console; when output goes to a file or pipe, wide enough not to wrap rows."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     """Print the model table."""
-    from rich.console import Console
     from rich.table import Table
 
     from fieldguide.models.catalog import load_catalog
@@ -136,7 +156,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     for name, card in catalog.items():
         if args.family in (None, card["family"]):
             table.add_row(name, card["family"], f"{card['parameters']:,}", card["input"])
-    Console().print(table)
+    _console().print(table)
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -222,7 +242,6 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_data(args: argparse.Namespace) -> None:
     """Print the starter datasets and how to get missing ones."""
-    from rich.console import Console
     from rich.table import Table
 
     from fieldguide.data.starters import list_starters
@@ -232,7 +251,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         table.add_row(
             s.name, s.modality, s.task, "yes" if s.present else "no", "" if s.present else s.install
         )
-    Console().print(table)
+    _console().print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

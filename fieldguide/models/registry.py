@@ -44,10 +44,10 @@ def register(name: str, config: Any, cls: type) -> None:
         raise TypeError(
             f"register expects config as a dataclass instance; got {type(config).__name__}."
         )
-    if name in _REGISTRY and _REGISTRY[name].cls is not cls:
-        raise ValueError(
-            f"model name '{name}' is already registered to {_REGISTRY[name].cls.__name__}."
-        )
+    old = _REGISTRY.get(name)
+    if old is not None and (old.cls.__qualname__, old.config) != (cls.__qualname__, config):
+        # Two presets under one name would silently shadow each other; re-importing is fine.
+        raise ValueError(f"model name '{name}' is already registered to {old.cls.__name__}.")
     family = cls.__module__.rsplit(".", 1)[-1]
     _REGISTRY[name] = Entry(name=name, family=family, config=config, cls=cls)
 

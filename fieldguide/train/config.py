@@ -14,11 +14,11 @@ from typing import Literal
 class TrainConfig:
     """How to train: optimisation, schedule, precision, regularisation, stopping and checkpoints."""
 
-    epochs: int = 30
-    batch_size: int = 64
+    epochs: int = 30  # passes over the training split
+    batch_size: int = 64  # examples per micro-batch
     lr: float = 3e-3  # peak learning rate, reached at the end of warmup
     weight_decay: float = 0.05  # on weights only: never norms, biases, embeddings
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: Nesterov momentum 0.9
     warmup_fraction: float = 0.05  # of all optimizer steps, linear from 0
     min_lr_ratio: float = 0.01  # cosine decays to this fraction of the peak
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
@@ -29,7 +29,7 @@ class TrainConfig:
     monitor: str = "val/accuracy"  # metric for early stopping and the best checkpoint
     patience: int = 0  # evaluations without improvement before stopping; 0 never stops early
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: at the end of each epoch
-    seed: int = 0
+    seed: int = 0  # initial weights, example order, dropout
     device: str = "auto"  # auto picks cuda, then mps, then cpu
 
     def __post_init__(self) -> None:
