@@ -15,6 +15,7 @@ import typing
 from typing import Any
 
 from fieldguide.api.config import DataConfig
+from fieldguide.suggest import unknown
 from fieldguide.train.config import TrainConfig
 
 # Data fields that have flags of their own or are given positionally.
@@ -161,21 +162,13 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def cmd_show(args: argparse.Namespace) -> None:
     """Print one model's card."""
-    import difflib
-
     from rich.console import Console
 
     from fieldguide.models.catalog import load_catalog
 
     catalog = load_catalog()
     if args.name not in catalog:
-        close = difflib.get_close_matches(args.name, list(catalog), n=3, cutoff=0.5)
-        hint = (
-            f"did you mean {' or '.join(repr(c) for c in close)}?"
-            if close
-            else "see `fieldguide list`."
-        )
-        raise ValueError(f"unknown model '{args.name}'; {hint}")
+        raise ValueError(unknown("model", args.name, catalog, "see `fieldguide list`."))
     card = catalog[args.name]
     console = Console()
     console.print(f"[bold]{args.name}[/bold] — {card['summary']}")

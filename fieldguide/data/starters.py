@@ -9,10 +9,11 @@ a carrier package, so `fieldguide data list` answers at once. Loaders are named 
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import os
 from dataclasses import dataclass
+
+from fieldguide.suggest import unknown
 
 # Where the Debian package dataset-fashion-mnist puts its four IDX files (`dpkg --contents`).
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -260,13 +261,8 @@ def is_present(starter: Starter) -> bool:
 def unknown_starter_message(name: str) -> str:
     """One sentence for an unknown starter name, with the close matches or the full list."""
     known = sorted(STARTERS)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = (
-        f"did you mean {' or '.join(repr(c) for c in close)}?"
-        if close
-        else f"choose from {', '.join(known)}, or give a path to an image folder or a .csv file."
-    )
-    return f"unknown starter '{name}'; {hint}"
+    fallback = f"choose from {', '.join(known)}, or give a path to an image folder or a .csv file."
+    return unknown("starter", name, known, fallback)
 
 
 def get_starter(name: str) -> Starter:

@@ -8,12 +8,13 @@ modules are imported on first lookup.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any
+
+from fieldguide.suggest import unknown
 
 # Family modules under fieldguide.models, imported when the registry is first read.
 FAMILIES = ("mlp", "resnet")
@@ -60,21 +61,11 @@ def _load_families() -> None:
         _loaded = True
 
 
-def _unknown(kind: str, given: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(given, known, n=3, cutoff=0.5)
-    hint = (
-        f"did you mean {' or '.join(repr(c) for c in close)}?"
-        if close
-        else f"choose from {', '.join(known)}."
-    )
-    return f"unknown {kind} '{given}'; {hint}"
-
-
 def list_models(family: str | None = None) -> list[str]:
     """Names of all registered models, sorted, optionally of one family ("mlp", "resnet", ...)."""
     _load_families()
     if family is not None and family not in FAMILIES:
-        raise ValueError(_unknown("family", family, list(FAMILIES)))
+        raise ValueError(unknown("family", family, list(FAMILIES)))
     return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
 
 
@@ -84,7 +75,7 @@ def get_entry(name: str) -> Entry:
         raise TypeError(f"model name must be a str such as 'resnet18'; got {type(name).__name__}.")
     _load_families()
     if name not in _REGISTRY:
-        raise ValueError(_unknown("model", name, sorted(_REGISTRY)))
+        raise ValueError(unknown("model", name, sorted(_REGISTRY)))
     return _REGISTRY[name]
 
 
@@ -121,7 +112,7 @@ def replace_config(config: Any, owner: str, **overrides: Any) -> Any:
     fields = [f.name for f in dataclasses.fields(config)]
     for key, value in list(overrides.items()):
         if key not in hints:
-            raise ValueError(_unknown(f"override for {owner}", key, fields))
+            raise ValueError(unknown(f"override for {owner}", key, fields))
         if isinstance(value, list):  # TOML and JSON give lists where configs hold tuples
             value = overrides[key] = tuple(value)
         if not _matches(value, hints[key]):
