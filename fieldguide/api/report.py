@@ -56,7 +56,8 @@ def render_report(
         f"warmup {t.warmup_fraction:g} + cosine, clip {t.grad_clip:g}, seed {t.seed}"
     )
     best_line = (
-        f"{t.monitor} = {best.get(t.monitor, float('nan')):.4f} at epoch {best.get('epoch', '-')}"
+        f"{result.monitor} = {best.get(result.monitor, float('nan')):.4f} "
+        f"at epoch {best.get('epoch', '-')}"
     )
     return f"""# {run.model} on {data.name}
 

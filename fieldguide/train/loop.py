@@ -54,6 +54,7 @@ class TrainResult:
     status: str  # "finished", "early_stopped" or "interrupted"
     step: int
     epoch: int
+    monitor: str  # the metric that chose the best weights
     best_metrics: dict[str, float]  # the evaluation at the best monitored value
     history: list[dict[str, Any]]
     train_seconds: float
@@ -133,7 +134,11 @@ class Trainer:
         self.progress = progress if isinstance(progress, Progress) else Progress(progress)
         self.device = pick_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
-        self.mode = monitor_mode(config.monitor)
+        # "auto" monitors the task's own headline metric (accuracy, MASE, perplexity, ...).
+        self.monitor = (
+            getattr(task, "monitor", "val/loss") if config.monitor == "auto" else config.monitor
+        )
+        self.mode = monitor_mode(self.monitor)
         self.state = _State()
         self.best_weights: dict[str, Tensor] | None = None
         self.last_checkpoint: Path | None = None
@@ -250,7 +255,7 @@ class Trainer:
             self.state.step, self.warmup_steps, self.total_steps, self.config.min_lr_ratio
         )
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * factor
+            group["lr"] = group.get("base_lr", self.config.lr) * factor
 
     def _train_step(self, micro_batches: list[Tensor]) -> None:
         """One optimizer step over a window of micro-batches; the loss is the window's mean."""
@@ -294,12 +299,11 @@ class Trainer:
         if self.metrics_path is not None:
             with self.metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
-        if self.config.monitor not in record:
+        if self.monitor not in record:
             raise ValueError(
-                f"monitor '{self.config.monitor}' is not among the metrics "
-                f"({', '.join(sorted(metrics))})."
+                f"monitor '{self.monitor}' is not among the metrics ({', '.join(sorted(metrics))})."
             )
-        value = record[self.config.monitor]
+        value = record[self.monitor]
         better = s.best_value is None or (
             value > s.best_value if self.mode == "max" else value < s.best_value
         )
@@ -347,6 +351,7 @@ class Trainer:
         )
         return TrainResult(
             status=status,
+            monitor=self.monitor,
             step=s.step,
             epoch=s.epoch,
             best_metrics=best,

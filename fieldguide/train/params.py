@@ -42,19 +42,40 @@ def split_decay(model: nn.Module) -> tuple[list[str], list[str]]:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two optimizer groups: weights with `weight_decay`, the rest with none.
+    """Optimizer groups: weights with `weight_decay`, the rest with none, plus hinted groups.
 
+    A model may return `optimizer_hints()`: parameter name -> {"lr": ..., "weight_decay": ...}.
+    Hinted parameters (a state-space layer's A and step size, say) get a group of their own;
+    a hinted "lr" becomes the group's `base_lr`, which the schedule scales like the global one.
     Each group carries `names` beside `params` so that the grouping can be printed and tested.
     """
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
     params = dict(model.named_parameters())
+    hints = model.optimizer_hints() if hasattr(model, "optimizer_hints") else {}
+    unknown = sorted(set(hints) - set(params))
+    if unknown:
+        raise ValueError(
+            f"{type(model).__name__}.optimizer_hints names unknown parameters {unknown}."
+        )
     decay, no_decay = split_decay(model)
-    groups = [
-        {"names": decay, "params": [params[n] for n in decay], "weight_decay": weight_decay},
-        {"names": no_decay, "params": [params[n] for n in no_decay], "weight_decay": 0.0},
-    ]
-    return [g for g in groups if g["params"]]
+    groups: dict[tuple, dict[str, Any]] = {}
+
+    def add(name: str, default_decay: float) -> None:
+        hint = hints.get(name, {})
+        wd = hint.get("weight_decay", default_decay)
+        lr = hint.get("lr")
+        group = groups.setdefault((wd, lr), {"names": [], "params": [], "weight_decay": wd})
+        if lr is not None:
+            group["base_lr"] = lr
+        group["names"].append(name)
+        group["params"].append(params[name])
+
+    for name in decay:
+        add(name, weight_decay)
+    for name in no_decay:
+        add(name, 0.0)
+    return list(groups.values())
 
 
 def describe_param_groups(model: nn.Module, weight_decay: float) -> str:
@@ -62,8 +83,9 @@ def describe_param_groups(model: nn.Module, weight_decay: float) -> str:
     lines = []
     for group in param_groups(model, weight_decay):
         count = sum(p.numel() for p in group["params"])
+        lr = f", lr={group['base_lr']:g}" if "base_lr" in group else ""
         lines.append(
-            f"weight_decay={group['weight_decay']:g}: "
+            f"weight_decay={group['weight_decay']:g}{lr}: "
             f"{len(group['params'])} tensors, {count:,} values"
         )
         lines.extend(f"  {name}" for name in group["names"])
