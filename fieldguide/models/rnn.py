@@ -1,0 +1,1 @@
+"""Sequence family 'rnn' (being written)."""

@@ -1,0 +1,1 @@
+"""Sequence family 'ssm' (being written)."""

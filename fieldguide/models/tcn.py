@@ -1,0 +1,1 @@
+"""Sequence family 'tcn' (being written)."""
