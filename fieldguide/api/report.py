@@ -39,14 +39,32 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     tmp.replace(path)
 
 
+# What each reported metric means, for the reader of report.md.
+METRIC_NOTES = {
+    "loss": "the task's loss on this split (cross-entropy, or MSE of z-scored values)",
+    "accuracy": "fraction of examples whose most likely class is right",
+    "macro_f1": "F1 averaged over classes with equal weight",
+    "auroc": "macro one-vs-rest area under the ROC curve",
+    "ece": "expected calibration error, 15 equal-width confidence bins (lower is better)",
+    "mae": "mean absolute error, original units",
+    "rmse": "root mean squared error, original units",
+    "smape": "symmetric mean absolute percentage error, %",
+    "mase": "MAE over the in-sample seasonal-naive MAE of the training part (Hyndman & Koehler)",
+    "snaive_ratio": "MAE over the seasonal-naive forecast's MAE on the same windows (< 1 beats it)",
+}
+
+
 def render_report(
-    run: Any, data: Any, net: Any, result: Any, test: dict[str, float], run_dir: Path
+    run: Any, data: Any, task: Any, net: Any, result: Any, test: dict[str, float], run_dir: Path
 ) -> str:
     """report.md: what was trained, on what, how well and how fast."""
     best = result.best_metrics
-    rows = "\n".join(f"| {k.split('/', 1)[1]} | {v:.4f} |" for k, v in test.items())
+    rows = "\n".join(
+        f"| {k.split('/', 1)[1]} | {v:.4f} | {METRIC_NOTES.get(k.split('/', 1)[1], '')} |"
+        for k, v in test.items()
+    )
     t = run.train
-    sizes = f"{len(data.train.y)} train / {len(data.val.y)} val / {len(data.test.y)} test"
+    sizes = " / ".join(f"{n} {split}" for split, n in task.split_sizes().items())
     machine = (
         f"{torch.get_num_threads()} CPU thread(s), torch {torch.__version__}, {platform.machine()}"
     )
@@ -63,6 +81,7 @@ def render_report(
 
 | | |
 | --- | --- |
+| task | {task.name} |
 | model | `{run.model}` ({type(net).__name__}), {net.num_parameters():,} parameters |
 | data | {data.description}; {sizes} |
 | status | {result.status} after {result.epoch} epoch(s), {result.step} optimizer steps |
@@ -73,12 +92,9 @@ def render_report(
 
 ## Test metrics
 
-| metric | value |
-| --- | --- |
+| metric | value | meaning |
+| --- | --- | --- |
 {rows}
-
-Accuracy and macro-F1 count correct labels; AUROC is macro one-vs-rest; ECE is the expected
-calibration error over 15 equal-width confidence bins (lower is better).
 
 Repeat this run: `fieldguide train --config {run_dir / "config.toml"}`
 """

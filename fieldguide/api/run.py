@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -31,11 +30,36 @@ class RunResult:
     parameters: int
 
 
+def _make_task(data: Any, run: RunConfig) -> Any:
+    """The task the data calls for: forecasting, sequence classification or classification."""
+    if data.modality == "time-series":
+        from fieldguide.tasks.forecasting import ForecastingTask
+
+        return ForecastingTask(
+            data, context=run.data.context or None, horizon=run.data.horizon or None
+        )
+    if run.data.context or run.data.horizon:
+        raise ValueError(
+            f"context and horizon apply to forecasting data; '{run.data.name}' is {data.modality} "
+            "classification data."
+        )
+    options = {
+        "label_smoothing": run.train.label_smoothing,
+        "class_weights": run.train.class_weights,
+    }
+    if data.modality == "sequences":
+        from fieldguide.tasks.sequence_classification import SequenceClassificationTask
+
+        return SequenceClassificationTask(data, **options)
+    from fieldguide.tasks.classification import ClassificationTask
+
+    return ClassificationTask(data, **options)
+
+
 def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig]:
     """Data, task and model for `run`; resolves model "auto". Creates no files."""
     from fieldguide.data import load_data
     from fieldguide.guide.select import auto_model
-    from fieldguide.tasks.classification import ClassificationTask
     from fieldguide.train.loop import seed_everything
 
     d = run.data
@@ -48,15 +72,13 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig]:
         image_size=d.image_size or None,
     )
     if run.model == "auto":
-        name, _reason = auto_model(data.modality, tuple(data.input_shape))
+        name, _reason = auto_model(data.modality, tuple(getattr(data, "input_shape", ())))
         run = replace(run, model=name)
-    task = ClassificationTask(
-        data, label_smoothing=run.train.label_smoothing, class_weights=run.train.class_weights
-    )
+    task = _make_task(data, run)
     seed_everything(run.train.seed)  # the initial weights depend on the seed alone
     model = task.build_model(run.model, **run.model_config)
     # Record every config field, so the run repeats even if the preset changes later.
-    run = replace(run, model_config={k: v for k, v in dataclasses.asdict(model.config).items()})
+    run = replace(run, model_config=dict(dataclasses.asdict(model.config)))
     return data, task, model, run
 
 
@@ -152,12 +174,10 @@ def train(
             run_dir, run.model, {}, result.status, result.train_seconds, net.num_parameters()
         )
 
-    tick = time.perf_counter()
     test = task.evaluate(
         net, "test", device=trainer.device, batch_size=256, autocast=trainer.autocast
     )
-    eval_seconds = time.perf_counter() - tick
-    _write_outputs(run_dir, run, data_obj, net, result, test, eval_seconds)
+    _write_outputs(run_dir, run, data_obj, task, net, result, test)
     trainer.progress.message(
         "test  "
         + "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in test.items())
@@ -169,7 +189,7 @@ def train(
 
 
 def _write_outputs(
-    run_dir: Path, run: RunConfig, data: Any, net: Any, result: Any, test: dict, eval_seconds: float
+    run_dir: Path, run: RunConfig, data: Any, task: Any, net: Any, result: Any, test: dict
 ) -> None:
     """model.safetensors, curves.png and report.md of a finished run."""
     from safetensors.torch import save_file
@@ -186,4 +206,4 @@ def _write_outputs(
     save_file(weights, str(tmp), metadata=meta)
     tmp.replace(run_dir / "model.safetensors")
     plot_curves(result.history, run_dir / "curves.png")
-    write_atomic(run_dir / "report.md", render_report(run, data, net, result, test, run_dir))
+    write_atomic(run_dir / "report.md", render_report(run, data, task, net, result, test, run_dir))

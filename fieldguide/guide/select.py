@@ -20,6 +20,10 @@ def auto_model(modality: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
             "mlp",
             "tabular dense features: the guide's first pick is an MLP",
         )
+    if modality == "time-series":
+        return "tcn", "time series: a causal TCN is the guide's first pick (long receptive field)"
+    if modality == "sequences":
+        return "tcn", "sequences: a causal TCN classifies (B, T, C) well and streams step by step"
     raise ValueError(
         f"no default model for modality '{modality}'; pass --model NAME (see `fieldguide list`)."
     )

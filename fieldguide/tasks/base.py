@@ -26,6 +26,10 @@ class Task(Protocol):
         """Number of training examples the trainer shuffles and batches."""
         ...
 
+    def split_sizes(self) -> dict[str, int]:
+        """Number of examples (or windows) per split, for reports."""
+        ...
+
     def batch(self, split: str, index: Tensor) -> tuple[Tensor, ...]:
         """Tensors of the examples `index` of `split` ("train", "val" or "test"), on the CPU."""
         ...

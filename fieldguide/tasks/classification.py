@@ -63,6 +63,10 @@ class ClassificationTask:
             self._inputs = {s: x.flatten(1) for s, x in self._inputs.items()}
         return model
 
+    def split_sizes(self) -> dict[str, int]:
+        """Examples per split, for reports."""
+        return {s: len(self._targets[s]) for s in SPLITS}
+
     @property
     def train_size(self) -> int:
         """Number of training examples."""
