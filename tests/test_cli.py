@@ -250,3 +250,35 @@ def test_help_documents_each_recipe_flag(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "peak learning rate" in out and "micro-batches per optimizer step" in out
+
+
+def test_forecasting_end_to_end_reports_mase(tmp_path, capsys):
+    from tests.data.helpers import require_starter
+
+    require_starter("sunspots")
+    runs = tmp_path / "runs"
+    args = ["train", "tcn-small", "--data", "sunspots", "--horizon", "4", "--runs-dir", str(runs)]
+    code, out, err = run_cli([*args, *FAST], capsys)
+    assert code == 0, err
+    run = only_run(runs)
+    report = (run / "report.md").read_text()
+    assert "| task | forecasting |" in report and "| mase |" in report and "snaive_ratio" in report
+    assert "horizon = 4" in (run / "config.toml").read_text()
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"val/mase", "val/mae", "val/rmse", "val/smape", "val/snaive_ratio"} <= record.keys()
+
+
+def test_sequence_classification_end_to_end(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    args = ["train", "gru", "--data", "pixel-digits", "--runs-dir", str(runs), "--epochs", "1"]
+    code, out, err = run_cli([*args, "--quiet"], capsys)
+    assert code == 0, err
+    assert "| task | sequence-classification |" in (only_run(runs) / "report.md").read_text()
+    assert "accuracy" in out
+
+
+def test_forecasting_options_on_classification_data_are_refused(tmp_path, capsys):
+    args = ["train", "gru", "--data", "pixel-digits", "--horizon", "3", "--runs-dir", str(tmp_path)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "context and horizon apply to forecasting data" in err
+    assert not any(tmp_path.iterdir())

@@ -9,6 +9,10 @@ reach into a later split. Each column is z-scored with the mean and std of the t
 alone. Batch: (x (B, L, C), y (B, H, C)), both z-scored.
 Head: a sequence model with pool="last" and out_dim = H * C; its output (B, H * C) is read as
 (B, H, C), step-major. Loss: MSE on z-scored values.
+Anchoring (on by default): the model reads each window relative to its last value and predicts
+the change from it, ŷ = y[t-1] + f(x - y[t-1]). A trending series (CO2) leaves the training
+range within years; relative windows keep what the model sees in the range it was trained on,
+the way "last value" normalisation does in NLinear (Zeng et al., 2023) and RevIN-style models.
 Metrics, in the series' own units, over all windows of a split and all H steps and C columns:
 MAE; RMSE; sMAPE = 100 * mean(2 |y - ŷ| / (|y| + |ŷ|)) in %; MASE (Hyndman & Koehler, 2006) =
 MAE / (in-sample MAE of the seasonal-naive forecast on the training part), per column then
@@ -114,7 +118,12 @@ class ForecastingTask:
     monitor_mode = "min"
 
     def __init__(
-        self, data: SeriesData, context: int | None = None, horizon: int | None = None
+        self,
+        data: SeriesData,
+        context: int | None = None,
+        horizon: int | None = None,
+        *,
+        anchor: bool = True,
     ) -> None:
         context = data.context if context is None else context
         horizon = data.horizon if horizon is None else horizon
@@ -137,7 +146,7 @@ class ForecastingTask:
                 f"ForecastingTask needs a training part longer than season={data.season} for "
                 f"the MASE scale; '{data.name}' has train_end={data.train_end}."
             )
-        self.data, self.context, self.horizon = data, context, horizon
+        self.data, self.context, self.horizon, self.anchor = data, context, horizon, anchor
         self.season, self.num_columns = data.season, data.num_columns
 
         # 1. z-score every column with the training part's statistics only
@@ -228,7 +237,8 @@ class ForecastingTask:
 
     def forecast(self, model: nn.Module, x: Tensor) -> Tensor:
         """The model's z-scored forecast (B, H, C) of the windows x (B, L, C)."""
-        out = model(x)
+        anchor = x[:, -1:, :] if self.anchor else torch.zeros_like(x[:, -1:, :])  # (B, 1, C)
+        out = model(x - anchor)
         expected = self.horizon * self.num_columns
         if out.ndim != 2 or out.shape != (x.shape[0], expected):
             raise ValueError(
@@ -236,7 +246,7 @@ class ForecastingTask:
                 f"{expected}) outputs; got {tuple(out.shape)}; build it with task.build_model, "
                 f"or set out_dim={expected} and pool='last'."
             )
-        return out.view(x.shape[0], self.horizon, self.num_columns)  # (B, H, C), step-major
+        return out.view(x.shape[0], self.horizon, self.num_columns) + anchor  # (B, H, C)
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
         """MSE of the z-scored forecast."""

@@ -164,7 +164,7 @@ def test_z_scores_use_the_training_part_only():
 
 
 def test_output_is_read_step_major():
-    task = ForecastingTask(toy_series())
+    task = ForecastingTask(toy_series(), anchor=False)
 
     class Counting(nn.Module):
         def forward(self, x):
@@ -177,7 +177,7 @@ def test_output_is_read_step_major():
 
 # -- metrics through the task -------------------------------------------------------------------
 def test_a_perfect_model_scores_zero():
-    task = ForecastingTask(toy_series())
+    task = ForecastingTask(toy_series(), anchor=False)  # the oracle looks windows up by value
     oracle = Oracle(task.series, task.context, task.horizon)
     for split in SPLITS:
         m = task.evaluate(oracle, split, device="cpu", batch_size=5)
@@ -186,11 +186,13 @@ def test_a_perfect_model_scores_zero():
         assert m[f"{split}/snaive_ratio"] < 1e-3 and m[f"{split}/loss"] < 1e-10
 
 
-def test_the_seasonal_naive_model_scores_a_ratio_of_exactly_one():
+@pytest.mark.parametrize("anchor", [False, True])
+def test_the_seasonal_naive_model_scores_a_ratio_of_exactly_one(anchor):
     data = toy_series()
-    task = ForecastingTask(data)
+    task = ForecastingTask(data, anchor=anchor)
     m = task.evaluate(SeasonalNaive(task.horizon, data.season), "test", device="cpu", batch_size=4)
-    assert m["test/snaive_ratio"] == 1.0
+    # Exactly 1 unanchored; anchoring adds and removes the last value in float32 (~1e-9).
+    assert m["test/snaive_ratio"] == (pytest.approx(1.0, abs=1e-6) if anchor else 1.0)
     # The trend moves 0.5 and 0.1 a step: a season later each column is off by 4x that.
     assert m["test/mae"] == pytest.approx((2.0 + 0.4) / 2, abs=1e-4)
 
@@ -228,7 +230,8 @@ def test_real_series_windows():
         "test": 46 - 11 + 1,
     }
     naive = SeasonalNaive(11, 11)
-    assert sunspots.evaluate(naive, "val", device="cpu", batch_size=64)["val/snaive_ratio"] == 1
+    ratio = sunspots.evaluate(naive, "val", device="cpu", batch_size=64)["val/snaive_ratio"]
+    assert ratio == pytest.approx(1.0, abs=1e-6)
     co2 = ForecastingTask(load_starter("co2"), horizon=13)
     assert co2.train_size == 1598 - 156 - 13 + 1
     assert co2.series[:1598].mean().abs() < 1e-5
@@ -277,3 +280,20 @@ def test_a_series_without_seasonal_change_cannot_scale_mase():
     periodic = torch.tensor([1.0, 2.0, 3.0, 4.0])[torch.arange(60) % 4][:, None]  # (60, 1)
     with pytest.raises(ValueError, match="column 'a' of 'toy' repeats itself exactly"):
         ForecastingTask(toy_series(values=periodic, columns=["a"]))
+
+
+def test_anchoring_reads_windows_relative_to_their_last_value():
+    task = ForecastingTask(toy_series())
+    seen = []
+
+    class Zero(nn.Module):
+        def forward(self, x):
+            seen.append(x)
+            return torch.zeros(len(x), task.horizon * task.num_columns)
+
+    x, _ = task.batch("test", torch.arange(4))
+    out = task.forecast(Zero(), x)
+    # A model that predicts no change gives the last value again: the persistence forecast.
+    assert torch.equal(out, x[:, -1:, :].expand(-1, task.horizon, -1))
+    assert torch.equal(seen[0][:, -1], torch.zeros_like(seen[0][:, -1]))
+    assert torch.allclose(seen[0] + x[:, -1:, :], x)
