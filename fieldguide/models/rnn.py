@@ -135,10 +135,13 @@ class RNN(SequenceModel):
 
     def _encode(self, x: Tensor, lengths: Tensor | None) -> Tensor:
         """Top-layer states (B, T, directions * hidden_dim), zeros at padded steps."""
-        if lengths is None:
+        cpu_lengths = None if lengths is None else lengths.cpu()  # torch packs with CPU lengths
+        if cpu_lengths is None or bool((cpu_lengths == x.shape[1]).all()):
+            # Nothing is padded: the unpacked path is the same computation, and packing costs
+            # a GRU twice the time (measured: 75 vs 37 ms fwd+bwd at B=T=D=64).
             return self.recurrent(x)[0]
-        # Packing runs each sequence for its own length only; torch wants lengths on the CPU.
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        # Packing runs each sequence for its own length only.
+        packed = pack_padded_sequence(x, cpu_lengths, batch_first=True, enforce_sorted=False)
         h, _ = pad_packed_sequence(
             self.recurrent(packed)[0], batch_first=True, total_length=x.shape[1]
         )
