@@ -1,11 +1,14 @@
-"""Time and memory of one sequence block, forward + backward, as the sequence grows.
+"""Time and memory of one sequence-mixing layer, forward + backward, as the sequence grows.
 
-One block of each family at width d = 64, batch 4, T = 1k, 4k, 16k: S4D (FFT convolution) and
-Hyena from fieldguide's `ssm` family, a causal TCN block, a GRU layer, a causal SDPA attention
-block (4 heads, `is_causal=True`), and the guide's §12 long depthwise convolution (kernel T, cut
-back to T steps so the residual add works) where it fits in time. Reported per block: median
-seconds over repeats, the memory autograd keeps for backward (bytes of saved tensors, each
-storage counted once), and growth from the smallest T. Run:
+One layer of each kind at width d = 64, batch 4, T = 1k, 4k, 16k: the S4D layer (FFT
+convolution, its GELU and output projection) and the Hyena operator from fieldguide's `ssm`
+family, one causal TCN residual block, one GRU layer, causal SDPA self-attention (q/k/v and
+output projections, 4 heads, `is_causal=True`), and the guide's §12 long depthwise convolution
+(kernel T, cut back to T steps so the residual add works) where it fits in time. Norms, MLPs
+and dropout around the mixers are left out: they cost the same per step whichever mixer sits
+between them. Reported per layer: median seconds over repeats, the memory autograd keeps for
+backward (bytes of saved tensors, each storage counted once), and growth from the smallest T.
+Run:
 
     .venv/bin/python benchmarks/sequence_scaling.py [--threads 2] [--repeats 3] [--naive-max 4096]
 """
@@ -24,23 +27,20 @@ from fieldguide import create_model
 D, BATCH, HEADS = 64, 4, 4
 
 
-class AttentionBlock(nn.Module):
-    """Pre-norm causal self-attention (SDPA) + MLP, the transformer block at the same width."""
+class Attention(nn.Module):
+    """Causal multi-head self-attention on SDPA, as in a transformer block."""
 
     def __init__(self, d: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
     def forward(self, x):
         b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).unbind(2)
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).unbind(2)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (B, h, T, d/h): 4-D for the fast kernel
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
-        return x + self.mlp(self.norm2(x))
+        return self.proj(a.transpose(1, 2).reshape(b, t, d))
 
 
 class GuideLongConv(nn.Module):
@@ -58,20 +58,29 @@ class GuideLongConv(nn.Module):
 
 
 def build(name: str, t: int) -> nn.Module:
-    seq = {"in_channels": D, "hidden_dim": D, "out_dim": D, "num_layers": 1}
+    seq = {"in_channels": D, "hidden_dim": D, "out_dim": D, "num_layers": 1, "dropout": 0.0}
     if name == "s4d":
-        return create_model("s4d", **seq)
+        return create_model("s4d", **seq).blocks[0].mixer
     if name == "hyena":
-        return create_model("hyena", max_len=max(t, 16), **seq)
+        return create_model("hyena", max_len=max(t, 16), **seq).blocks[0].mixer
     if name == "tcn":
-        return create_model("tcn", dropout=0.0, **seq)
+        return create_model("tcn", **seq).blocks[0]
     if name == "gru":
-        return create_model("gru", **seq)
+        return create_model("gru", **seq).recurrent
     if name == "attention":
-        return AttentionBlock(D, HEADS)
+        return Attention(D, HEADS)
     if name == "guide-longconv":
         return GuideLongConv(D, t)
     raise ValueError(name)
+
+
+def output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer's output as (B, T, D): TCN blocks read channels first, GRUs return a pair."""
+    if isinstance(model, nn.GRU):
+        return model(x)[0]
+    if type(model).__module__.endswith(".tcn"):
+        return model(x.transpose(1, 2)).transpose(1, 2)
+    return model(x)
 
 
 def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -87,7 +96,7 @@ def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(x)
+        output(model, x)
     return total
 
 
@@ -96,7 +105,7 @@ def time_fwd_bwd(model: nn.Module, x: torch.Tensor, repeats: int) -> float:
     for i in range(repeats + 1):
         x.grad = None
         start = time.perf_counter()
-        model(x).sum().backward()
+        output(model, x).sum().backward()
         if i:  # the first run warms up allocators and kernels
             times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -130,7 +139,7 @@ def main() -> None:
             x = torch.randn(BATCH, t, D, requires_grad=True)
             results[name][t] = (time_fwd_bwd(model, x, args.repeats), saved_bytes(model, x))
             print(f"  {name:<15} T={t:<6} {results[name][t][0]:8.3f} s", flush=True)
-    header = f"{'block':<15}" + "".join(f"{'T=' + str(t) + ' s':>12}{'MiB':>8}" for t in lengths)
+    header = f"{'layer':<15}" + "".join(f"{'T=' + str(t) + ' s':>12}{'MiB':>8}" for t in lengths)
     print("\n" + header + f"{'growth':>9}")
     for name, row in results.items():
         cells = "".join(

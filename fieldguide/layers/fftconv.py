@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 
-def _conv_spectra(u_f: Tensor, k_f: Tensor, length: int) -> Tensor:
+def _conv_spectra(u_f: Tensor, k_f: Tensor | int, length: int) -> Tensor:
     """The first `length` steps of the convolution whose spectra (at n = 2 length) are given."""
     return torch.fft.irfft(u_f * k_f, n=2 * length)[..., :length]
 
@@ -57,17 +57,25 @@ class _CausalFFTConv(torch.autograd.Function):
         u_f, k_f = ctx.saved_tensors
         u_shape, k_shape = ctx.shapes
         length = g.shape[-1]
-        # A correlation is a convolution of the reversed signal: with g_r[t] = g[T-1-t],
-        # grad_u[s] = sum_{t>=s} g[t] k[t-s] = (g_r * k)[T-1-s], and likewise for k with u.
-        g_f = torch.fft.rfft(g.flip(-1), n=2 * length)
+        # The adjoints are correlations, which the FFT gives with a conjugate spectrum:
+        # grad_u[s] = sum_{t>=s} g[t] k[t-s] = irfft(G conj(K))[s], and likewise for k with u
+        # (the zero padding to 2T keeps the negative lags, which wrap around, at zero).
+        g_f = torch.fft.rfft(g, n=2 * length)
         live = _suffix_is_live(g)  # exact zeros of the adjoint, lost to FFT round-off
+        exact = bool(live.all())  # the usual case: every output step has a gradient
         grad_u = grad_k = None
         if ctx.needs_input_grad[0]:
-            grad_u = _conv_spectra(g_f, k_f, length).flip(-1)
-            grad_u = torch.where(live, grad_u, 0.0).sum_to_size(u_shape)
+            grad_u = _conv_spectra(g_f, k_f.conj(), length)
+            if not exact:
+                grad_u = torch.where(live, grad_u, 0.0)
+            grad_u = grad_u.sum_to_size(u_shape)
         if ctx.needs_input_grad[1]:
-            grad_k = _conv_spectra(g_f, u_f, length).flip(-1)
-            grad_k = torch.where(live, grad_k, 0.0).sum_to_size(k_shape)
+            spectrum = g_f * u_f.conj()
+            if exact:  # sum the broadcast axes (batch) before the inverse FFT: one per channel
+                grad_k = _conv_spectra(spectrum.sum_to_size(*k_shape[:-1], length + 1), 1, length)
+            else:
+                grad_k = torch.where(live, _conv_spectra(spectrum, 1, length), 0.0)
+            grad_k = grad_k.sum_to_size(k_shape)
         return grad_u, grad_k
 
 
