@@ -176,6 +176,8 @@ def cmd_show(args: argparse.Namespace) -> None:
     console.print(f"parameters  {card['parameters']:,}")
     console.print(f"input       {card['input']}")
     console.print(f"invariants  {', '.join(card['invariants']) or '-'}")
+    if card.get("receptive_field") is not None:
+        console.print(f"receptive field  {card['receptive_field']} steps")
     console.print("config")
     for key, value in card["config"].items():
         console.print(f"  {key} = {value}")

@@ -30,6 +30,7 @@ def build_catalog() -> dict[str, dict[str, Any]]:
             "parameters": model.num_parameters(),
             "input": model.input_description,
             "invariants": sorted(model.invariants),
+            "receptive_field": getattr(model, "receptive_field", None),
             "config": config,
         }
     return catalog
