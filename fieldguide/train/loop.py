@@ -336,6 +336,12 @@ class Trainer:
                     f"{self.checkpoint_dir} already holds checkpoints; "
                     "resume the run or use a new folder."
                 )
+        if self.total_steps < 100 and not resume:
+            # Tiny training sets (GunPoint: 42 series) give one step per epoch; say so up front.
+            self.progress.message(
+                f"note: only {self.total_steps} optimizer steps ({self.steps_per_epoch} per "
+                "epoch); small data usually wants more --epochs or a smaller --batch-size."
+            )
         previous_handler = self._install_sigint()
         try:
             status = self._run()
