@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 from torch import nn
 
 from fieldguide import create_model, list_models
@@ -20,9 +20,23 @@ def _build(name: str, seed: int = 0) -> nn.Module:
     return create_model(name)
 
 
-def _example(model: nn.Module, batch_size: int, seed: int = 1) -> torch.Tensor:
+def _example(model: nn.Module, batch_size: int, seed: int = 1):
+    """The model's example input: a tensor, or a tuple of tensors (encoder-decoder: src, tgt)."""
     torch.manual_seed(seed)
     return model.example_input(batch_size)
+
+
+def _call(model: nn.Module, x):
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
+def _rows(x, i: int, j: int):
+    """Examples i..j-1 of a tensor or a tuple of tensors."""
+    return tuple(t[i:j] for t in x) if isinstance(x, tuple) else x[i:j]
+
+
+def _first(x) -> torch.Tensor:
+    return x[0] if isinstance(x, tuple) else x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -35,13 +49,13 @@ def check_batch_independent(name: str, model: nn.Module) -> None:
     model.eval()
     x = _example(model, 4, seed=2)
     with torch.no_grad():
-        batched = model(x)
+        batched = _call(model, x)
         # atol 1e-5 relative to the output's scale: untrained deep ResNets give logits near 50,
         # where float32 round-off between batch sizes alone reaches ~3e-5. A leak across
         # samples (batch statistics) moves outputs by their own order of magnitude.
         atol = 1e-5 * max(1.0, batched.abs().max().item())
-        for i in range(x.shape[0]):
-            alone = model(x[i : i + 1])
+        for i in range(_first(x).shape[0]):
+            alone = _call(model, _rows(x, i, i + 1))
             torch.testing.assert_close(
                 alone[0],
                 batched[i],
@@ -139,12 +153,15 @@ def test_builds_with_its_registry_name_and_a_description(name):
 def test_forward_on_example_input_is_finite_with_the_batch_size(name, batch_size):
     model = _build(name).eval()
     x = _example(model, batch_size)
-    assert x.shape[0] == batch_size
+    assert _first(x).shape[0] == batch_size
     with torch.no_grad():
-        y = model(x)
+        y = _call(model, x)
     assert isinstance(y, torch.Tensor)
     assert y.shape[0] == batch_size
-    assert y.dtype == x.dtype
+    if _first(x).is_floating_point():
+        assert y.dtype == _first(x).dtype
+    else:  # token ids in, scores out
+        assert y.is_floating_point()
     assert torch.isfinite(y).all(), f"{name} produced non-finite outputs"
 
 
@@ -152,7 +169,7 @@ def test_forward_on_example_input_is_finite_with_the_batch_size(name, batch_size
 def test_backward_gives_every_parameter_a_finite_gradient(name):
     model = _build(name).train()
     x = _example(model, 2)  # batch >= 2 so batch norm has statistics to use
-    y = model(x)
+    y = _call(model, x)
     torch.manual_seed(3)
     # A random projection of the output: a plain sum can cancel through a norm layer.
     loss = (y * torch.randn_like(y)).sum()
@@ -170,7 +187,7 @@ def test_eval_mode_is_deterministic(name):
     model = _build(name).eval()
     x = _example(model, 2)
     with torch.no_grad():
-        first, second = model(x), model(x)
+        first, second = _call(model, x), _call(model, x)
     assert torch.equal(first, second)
 
 
@@ -179,21 +196,22 @@ def test_safetensors_round_trip_gives_the_same_output(name, tmp_path):
     model = _build(name, seed=0)
     x = _example(model, 2)
     with torch.no_grad():
-        model.train()(x)  # move any running statistics off their initial values
+        _call(model.train(), x)  # move any running statistics off their initial values
     model.eval()
     with torch.no_grad():
-        expected = model(x)
+        expected = _call(model, x)
     path = tmp_path / "model.safetensors"
-    save_file(model.state_dict(), str(path))
+    # save_model/load_model store tied weights (a language model's embedding and head) once.
+    save_model(model, str(path))
 
     fresh = _build(name, seed=1234).eval()
     with torch.no_grad():
-        before = fresh(x)
+        before = _call(fresh, x)
     assert not torch.allclose(before, expected), "a fresh model should differ before loading"
-    missing, unexpected = fresh.load_state_dict(load_file(str(path)), strict=True)
+    missing, unexpected = load_model(fresh, str(path), strict=True)
     assert not missing and not unexpected
     with torch.no_grad():
-        after = fresh(x)
+        after = _call(fresh, x)
     torch.testing.assert_close(after, expected, atol=0, rtol=0)
 
 
@@ -207,10 +225,12 @@ def test_safetensors_round_trip_gives_the_same_output(name, tmp_path):
 def test_rejects_wrong_rank_naming_the_model_and_argument(name, change):
     model = _build(name).eval()
     x = _example(model, 2)
-    bad = x[0] if change == "drop_batch_axis" else x.unsqueeze(0)
-    assert bad.ndim != x.ndim
+    first = _first(x)
+    bad = first[0] if change == "drop_batch_axis" else first.unsqueeze(0)
+    assert bad.ndim != first.ndim
+    rest = x[1:] if isinstance(x, tuple) else ()
     with pytest.raises(ValueError, match=rf"^{re.escape(name)} expects .*\bx\b") as excinfo:
-        model(bad)
+        model(bad, *rest)
     assert str(tuple(bad.shape)) in str(excinfo.value), "the message should show the given shape"
 
 
@@ -218,5 +238,6 @@ def test_rejects_wrong_rank_naming_the_model_and_argument(name, change):
 def test_rejects_a_non_tensor(name):
     model = _build(name).eval()
     x = _example(model, 2)
+    rest = x[1:] if isinstance(x, tuple) else ()
     with pytest.raises(TypeError, match=rf"^{re.escape(name)} expects .*\bx\b.*torch\.Tensor"):
-        model(x.tolist())
+        model(_first(x).tolist(), *rest)

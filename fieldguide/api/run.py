@@ -192,18 +192,17 @@ def _write_outputs(
     run_dir: Path, run: RunConfig, data: Any, task: Any, net: Any, result: Any, test: dict
 ) -> None:
     """model.safetensors, curves.png and report.md of a finished run."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
 
     from fieldguide.api.report import plot_curves, render_report
 
     tmp = run_dir / ".model.safetensors.tmp"
-    weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     meta = {
         "model": run.model,
         "config": json.dumps(dataclasses.asdict(net.config)),
         "format": "fieldguide-1",
     }
-    save_file(weights, str(tmp), metadata=meta)
+    save_model(net, str(tmp), metadata=meta)  # tied weights (LM embedding = head) stored once
     tmp.replace(run_dir / "model.safetensors")
     plot_curves(result.history, run_dir / "curves.png")
     write_atomic(run_dir / "report.md", render_report(run, data, task, net, result, test, run_dir))
