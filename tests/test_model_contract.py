@@ -229,7 +229,7 @@ def test_rejects_wrong_rank_naming_the_model_and_argument(name, change):
     bad = first[0] if change == "drop_batch_axis" else first.unsqueeze(0)
     assert bad.ndim != first.ndim
     rest = x[1:] if isinstance(x, tuple) else ()
-    with pytest.raises(ValueError, match=rf"^{re.escape(name)} expects .*\bx\b") as excinfo:
+    with pytest.raises(ValueError, match=rf"^{re.escape(name)} expects .*\b(x|src)\b") as excinfo:
         model(bad, *rest)
     assert str(tuple(bad.shape)) in str(excinfo.value), "the message should show the given shape"
 
@@ -239,5 +239,6 @@ def test_rejects_a_non_tensor(name):
     model = _build(name).eval()
     x = _example(model, 2)
     rest = x[1:] if isinstance(x, tuple) else ()
-    with pytest.raises(TypeError, match=rf"^{re.escape(name)} expects .*\bx\b.*torch\.Tensor"):
+    pattern = rf"^{re.escape(name)} expects .*\b(x|src)\b.*torch\.Tensor"
+    with pytest.raises(TypeError, match=pattern):
         model(_first(x).tolist(), *rest)

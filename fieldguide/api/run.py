@@ -31,13 +31,30 @@ class RunResult:
 
 
 def _make_task(data: Any, run: RunConfig) -> Any:
-    """The task the data calls for: forecasting, sequence classification or classification."""
+    """The task the data calls for: forecasting, language modelling, seq2seq or classification."""
     if data.modality == "time-series":
         from fieldguide.tasks.forecasting import ForecastingTask
 
         return ForecastingTask(
             data, context=run.data.context or None, horizon=run.data.horizon or None
         )
+    from fieldguide.data.base import TextData
+
+    if isinstance(data, TextData):  # one token stream: language modelling, windows of context
+        from fieldguide.tasks.language_modeling import LanguageModelingTask
+
+        if run.data.horizon:
+            raise ValueError(f"horizon applies to forecasting data; '{run.data.name}' is text.")
+        window = {"context": run.data.context} if run.data.context else {}
+        return LanguageModelingTask(data, **window)
+    if data.modality == "seq2seq":
+        from fieldguide.tasks.seq2seq import Seq2SeqTask
+
+        if run.data.context or run.data.horizon:
+            raise ValueError(
+                f"context and horizon apply to forecasting data; '{run.data.name}' is seq2seq data."
+            )
+        return Seq2SeqTask(data)
     if run.data.context or run.data.horizon:
         raise ValueError(
             f"context and horizon apply to forecasting data; '{run.data.name}' is {data.modality} "
@@ -51,6 +68,10 @@ def _make_task(data: Any, run: RunConfig) -> Any:
         from fieldguide.tasks.sequence_classification import SequenceClassificationTask
 
         return SequenceClassificationTask(data, **options)
+    if data.modality == "text":  # token ids (N, T) with lengths
+        from fieldguide.tasks.text_classification import TextClassificationTask
+
+        return TextClassificationTask(data, **options)
     from fieldguide.tasks.classification import ClassificationTask
 
     return ClassificationTask(data, **options)

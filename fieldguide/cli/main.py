@@ -1,4 +1,4 @@
-"""`fieldguide` command: list, show, train, data list. Parsing and printing only.
+"""`fieldguide` command: list, show, train, generate, data list. Parsing and printing only.
 
 Errors are one line on stderr and exit code 2; `--debug` shows the traceback instead.
 `list`, `show` and `data list` answer without importing torch.
@@ -130,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_flags(p, TrainConfig, set(), "training recipe")
     _add_dataclass_flags(p, DataConfig, _DATA_FLAGS, "data options")
 
+    p = sub.add_parser("generate", help="continue a prompt with a trained language model")
+    p.add_argument("run", metavar="RUN", help="a run folder of a language model")
+    p.add_argument("--prompt", required=True, help="text to continue")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="bytes to add (default: 200)")
+    p.add_argument("--temperature", type=float, default=1.0, help="(default: 1.0)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
+    p.add_argument("--seed", type=int, default=0, help="of the sampling (default: 0)")
+
     p = sub.add_parser("data", help="starter datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     data_sub.add_parser("list", help="starter datasets: present or how to get them")
@@ -235,6 +244,22 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"test  {metrics}\nrun folder: {result.run_dir}")
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    """Print the prompt and its continuation."""
+    from fieldguide.api.generate import generate
+
+    text = generate(
+        args.run,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    print(args.prompt + text)
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     """Print the starter datasets and how to get missing ones."""
     from rich.table import Table
@@ -253,7 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fieldguide` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"list": cmd_list, "show": cmd_show, "train": cmd_train, "data": cmd_data}
+    commands = {
+        "list": cmd_list,
+        "show": cmd_show,
+        "train": cmd_train,
+        "generate": cmd_generate,
+        "data": cmd_data,
+    }
     try:
         commands[args.command](args)
     except (

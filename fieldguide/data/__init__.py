@@ -3,7 +3,9 @@
 `load_data("digits")` loads a starter by name; `load_data("path/to/folder")` reads an image
 folder (one sub-folder per class) and `load_data("table.csv")` a CSV file. Classification data
 comes back as `ClassificationData`; the forecasting starters (sunspots, co2) as `SeriesData`,
-one series cut chronologically. Everything is held in memory. Importing this package, or
+one series cut chronologically; the language-modelling starter (kjv) as `TextData`, one byte
+stream cut into consecutive parts; the seq2seq starter (dates, synthetic) as `Seq2SeqData`.
+Everything is held in memory. Importing this package, or
 calling `list_starters`, imports no torch: the readers are imported inside `load_data`, so
 `fieldguide data list` answers at once.
 """
@@ -17,9 +19,19 @@ from typing import TYPE_CHECKING, Any
 from fieldguide.data.starters import STARTERS, get_starter, is_present, list_starters
 
 if TYPE_CHECKING:
-    from fieldguide.data.base import ClassificationData, SeriesData, Split
+    from fieldguide.data.base import ClassificationData, Seq2SeqData, SeriesData, Split, TextData
 
-__all__ = ["ClassificationData", "SeriesData", "Split", "list_starters", "load_data"]
+__all__ = [
+    "ClassificationData",
+    "Seq2SeqData",
+    "SeriesData",
+    "Split",
+    "TextData",
+    "list_starters",
+    "load_data",
+]
+# The tasks `load_data` builds starters for; the others (segmentation, graphs, ...) come later.
+_LOADABLE_TASKS = ("classification", "forecasting", "language-modelling", "seq2seq")
 
 
 def _trainable() -> str:
@@ -30,7 +42,7 @@ def _trainable() -> str:
 
 def __getattr__(name: str) -> Any:
     # The dataclasses live beside torch-using helpers, so they are imported on first use.
-    if name in ("ClassificationData", "SeriesData", "Split"):
+    if name in ("ClassificationData", "Seq2SeqData", "SeriesData", "Split", "TextData"):
         from fieldguide.data import base
 
         return getattr(base, name)
@@ -93,7 +105,7 @@ def load_data(
     test_fraction: float = 0.15,
     target: str | None = None,
     image_size: int | None = None,
-) -> ClassificationData | SeriesData:
+) -> ClassificationData | SeriesData | TextData | Seq2SeqData:
     """Load a dataset into memory, split into train, validation and test.
 
     A starter name wins over a folder of the same name in the working directory; write
@@ -103,17 +115,20 @@ def load_data(
         spec: A starter name ("digits", "fashion-mnist", "sunspots"; see `list_starters`), a
             folder with one sub-folder of images per class, or a .csv file.
         seed: Seed of the split: the same seed gives the same split. A forecasting starter is
-            cut chronologically and ignores it; a synthetic one draws its data from it.
+            cut chronologically and ignores it, as does kjv (a fixed cut); a synthetic one
+            draws its data from it.
         val_fraction: Share of the samples held out for validation, in (0, 1); for a series,
             the steps just before the test steps.
         test_fraction: Share held out for test, in (0, 1); for a series, the last steps.
-            Starters with an official test set (fashion-mnist, gunpoint) keep it instead.
+            Starters with an official test set (fashion-mnist, gunpoint) keep it instead, and
+            kjv keeps its documented cut (last 10 % test, the 5 % before it validation).
         target: CSV only: the target column; by default the one named target, label or class.
         image_size: Image folders only: resize every image to (image_size, image_size).
 
     Returns:
         The splits, class names and input shape, inputs standardized with statistics of the
-        train split only; or, for a forecasting starter, a `SeriesData` in raw units.
+        train split only; or, for a forecasting starter, a `SeriesData` in raw units; for
+        kjv a `TextData` and for dates a `Seq2SeqData`, both as byte-token ids.
 
     Example:
         >>> data = load_data("digits", seed=1)
@@ -156,10 +171,10 @@ def load_data(
 
 def _load_starter(
     name: str, target: str | None, image_size: int | None, fractions: dict[str, Any]
-) -> ClassificationData | SeriesData:
+) -> ClassificationData | SeriesData | TextData | Seq2SeqData:
     """Build starter `name`, or say in one sentence why it cannot be built here."""
     starter = get_starter(name)
-    if starter.task not in ("classification", "forecasting"):
+    if starter.task not in _LOADABLE_TASKS:
         raise ValueError(
             f"starter '{name}' is for {starter.task}, which `fieldguide train` does not support "
             f"yet; it supports {_trainable()}."

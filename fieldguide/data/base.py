@@ -1,4 +1,4 @@
-"""In-memory data: the `ClassificationData` and `SeriesData` contracts and helpers that fill them.
+"""In-memory data: the `ClassificationData`, `SeriesData`, `TextData` and `Seq2SeqData` contracts.
 
 Every classification reader (starters, image folders, CSV files) returns the same thing: three
 splits of float32 inputs and int64 labels, the class names and the per-sample input shape.
@@ -7,6 +7,11 @@ split only, so nothing about validation or test rows leaks into the inputs the m
 
 A forecasting reader returns a `SeriesData` instead: one multivariate series in raw units, cut
 chronologically into train, validation and test; the forecasting task does the scaling.
+
+Text comes as token ids of the byte tokenizer (`fieldguide.data.tokenizer`: ids 0..255 are UTF-8
+bytes, then PAD, BOS, EOS): a `TextData` is one long stream cut into three parts, for language
+modelling; a `Seq2SeqData` holds (source, target) pairs; text classification uses
+`ClassificationData` with modality "text", its x right-padded ids and `Split.lengths` set.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ class Split:
     """One split of a classification dataset.
 
     Attributes:
-        x: Inputs, float32, shape (N, *input_shape).
+        x: Inputs, float32, shape (N, *input_shape); for text, int64 token ids (N, T)
+            right-padded with the tokenizer's PAD.
         y: Labels, int64, shape (N,); label i names `classes[i]`.
-        lengths: For sequences (N, T, C) right-padded to a common T: the number of real steps
-            of each, int64 of shape (N,); None when every sequence fills all T steps.
+        lengths: For sequences (N, T, C) or texts (N, T) right-padded to a common T: the number
+            of real steps (tokens) of each, int64 of shape (N,); None when every sequence
+            fills all T steps.
     """
 
     x: torch.Tensor
@@ -47,13 +54,14 @@ class ClassificationData:
     Attributes:
         name: Short, filesystem-safe name used in run folders: "digits", or the file or
             folder stem.
-        modality: "images", "tabular" or "sequences" (samples (T, C), see `Split.lengths`).
+        modality: "images", "tabular", "sequences" (samples (T, C), see `Split.lengths`) or
+            "text" (samples (T,) of token ids, see `Split.lengths`).
         train: Split the model is fitted on; all scaling statistics come from it.
         val: Split for early stopping and model selection.
         test: Held-out split, reported once.
         classes: Class names; label i is `classes[i]`.
         input_shape: Shape of one sample: (C, H, W) for images, (D,) for tabular, (T, C) for
-            sequences (T the padded length).
+            sequences and (T,) for text (T the padded length).
         description: One line for reports.
         feature_names: Names of the D tabular features (one-hot columns expanded), else None.
         synthetic: True when the data is generated rather than real.
@@ -172,6 +180,144 @@ class SeriesData:
         if split not in edges:
             raise ValueError(f"split must be 'train', 'val' or 'test'; got {split!r}.")
         return edges[split]
+
+
+@dataclass
+class TextData:
+    """One long stream of token ids held in memory, cut into train, validation and test.
+
+    The three parts are consecutive stretches of the same text (for a starter: the last 10 %
+    test, the 5 % before it validation), so no passage is in two splits. Ids come from a
+    tokenizer without any vocabulary fitted on the data (the byte tokenizer), so nothing about
+    the held-out text leaks into the ids.
+
+    Attributes:
+        name: Short, filesystem-safe name used in run folders: "kjv".
+        train: Ids of the training part, int64 of shape (N_train,).
+        val: Ids of the validation part, int64 of shape (N_val,).
+        test: Ids of the test part, int64 of shape (N_test,).
+        vocab_size: Number of token ids (259 for the byte tokenizer); every id is below it.
+        description: One line for reports.
+        synthetic: True when the text is generated rather than real.
+        modality: Always "text".
+        preprocessing: How the raw text became ids (tokenizer, where the splits were cut);
+            JSON-friendly.
+    """
+
+    name: str
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    vocab_size: int
+    description: str
+    synthetic: bool = False
+    modality: str = "text"
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            ids = getattr(self, split)
+            if not isinstance(ids, torch.Tensor) or ids.ndim != 1 or ids.dtype != torch.int64:
+                shown = (
+                    f"{ids.dtype} of shape {tuple(ids.shape)}"
+                    if isinstance(ids, torch.Tensor)
+                    else type(ids).__name__
+                )
+                raise ValueError(
+                    f"TextData expects {split} as int64 token ids of shape (N,); got {shown}."
+                )
+            if len(ids) < 2:
+                raise ValueError(
+                    f"TextData '{self.name}' expects at least 2 tokens in {split} (one input and "
+                    f"its next token); got {len(ids)}."
+                )
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= self.vocab_size:
+                raise ValueError(
+                    f"TextData '{self.name}' expects {split} ids in [0, vocab_size="
+                    f"{self.vocab_size}); got ids {low}..{high}."
+                )
+
+    def split_sizes(self) -> dict[str, int]:
+        """Tokens per split."""
+        return {s: len(getattr(self, s)) for s in ("train", "val", "test")}
+
+
+@dataclass
+class Seq2SeqSplit:
+    """One split of a sequence-to-sequence dataset: sources and targets as right-padded ids.
+
+    Attributes:
+        src: Source ids, int64 of shape (N, S), PAD after each source's end.
+        tgt: Target ids, int64 of shape (N, T), PAD after each target's end; without BOS or
+            EOS, which the seq2seq task adds (decoder input BOS + target, output target + EOS).
+    """
+
+    src: torch.Tensor
+    tgt: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.src.shape[0])
+
+
+@dataclass
+class Seq2SeqData:
+    """(source, target) token sequences held in memory, split into train, validation and test.
+
+    Ids are those of the byte tokenizer (`fieldguide.data.tokenizer`), whose PAD fills each
+    row past its end; real ids never equal PAD, so `ids != PAD` marks the real tokens.
+
+    Attributes:
+        name: Short, filesystem-safe name used in run folders: "dates".
+        train: Split the model is fitted on.
+        val: Split for early stopping and model selection.
+        test: Held-out split, reported once.
+        vocab_size: Number of token ids, PAD, BOS and EOS included (259 for bytes).
+        description: One line for reports; says "synthetic" when the pairs are generated.
+        synthetic: True when the pairs are generated rather than real.
+        modality: Always "seq2seq".
+        preprocessing: How the pairs were made and encoded; JSON-friendly.
+    """
+
+    name: str
+    train: Seq2SeqSplit
+    val: Seq2SeqSplit
+    test: Seq2SeqSplit
+    vocab_size: int
+    description: str
+    synthetic: bool = False
+    modality: str = "seq2seq"
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            part = getattr(self, split)
+            for arg in ("src", "tgt"):
+                ids = getattr(part, arg)
+                if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.dtype != torch.int64:
+                    shown = (
+                        f"{ids.dtype} of shape {tuple(ids.shape)}"
+                        if isinstance(ids, torch.Tensor)
+                        else type(ids).__name__
+                    )
+                    raise ValueError(
+                        f"Seq2SeqData expects {split}.{arg} as int64 ids of shape (N, length); "
+                        f"got {shown}."
+                    )
+                if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
+                    raise ValueError(
+                        f"Seq2SeqData '{self.name}' expects {split}.{arg} ids in [0, vocab_size="
+                        f"{self.vocab_size}); got {int(ids.min())}..{int(ids.max())}."
+                    )
+            if part.src.shape[0] != part.tgt.shape[0]:
+                raise ValueError(
+                    f"Seq2SeqData expects one target per source in {split}; got "
+                    f"{part.src.shape[0]} sources and {part.tgt.shape[0]} targets."
+                )
+
+    def split_sizes(self) -> dict[str, int]:
+        """Pairs per split."""
+        return {s: len(getattr(self, s)) for s in ("train", "val", "test")}
 
 
 def chronological_bounds(steps: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:

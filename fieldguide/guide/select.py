@@ -24,6 +24,12 @@ def auto_model(modality: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
         return "tcn", "time series: a causal TCN is the guide's first pick (long receptive field)"
     if modality == "sequences":
         return "tcn", "sequences: a causal TCN classifies (B, T, C) well and streams step by step"
+    if modality == "text" and not input_shape:  # one token stream
+        return "gpt-mini", "text generation: a decoder Transformer (GPT) is the guide's first pick"
+    if modality == "text":
+        return "bert-tiny", "text understanding: an encoder Transformer (BERT) is the guide's pick"
+    if modality == "seq2seq":
+        return "t5-tiny", "seq2seq: an encoder-decoder Transformer (T5/BART) is the guide's pick"
     raise ValueError(
         f"no default model for modality '{modality}'; pass --model NAME (see `fieldguide list`)."
     )

