@@ -15,6 +15,7 @@ class TrainConfig:
     """How to train: optimisation, schedule, precision, regularisation, stopping and checkpoints."""
 
     epochs: int = 30  # passes over the training split
+    max_steps: int = 0  # stop after this many optimizer steps (the schedule fits them); 0: no cap
     batch_size: int = 64  # examples per micro-batch
     lr: float = 3e-3  # peak learning rate, reached at the end of warmup
     weight_decay: float = 0.05  # on weights only: never norms, biases, embeddings
@@ -46,6 +47,7 @@ class TrainConfig:
             "label_smoothing",
             "patience",
             "checkpoint_every",
+            "max_steps",
         ):
             if getattr(self, field) < 0:
                 raise ValueError(f"TrainConfig.{field} must be >= 0, got {getattr(self, field)}.")

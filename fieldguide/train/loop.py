@@ -176,6 +176,8 @@ class Trainer:
             self.micro_per_epoch -= 1
         self.steps_per_epoch = math.ceil(self.micro_per_epoch / cfg.accumulate)
         self.total_steps = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:  # a step budget ends training early, inside an epoch if need be
+            self.total_steps = min(self.total_steps, cfg.max_steps)
         self.warmup_steps = round(cfg.warmup_fraction * self.total_steps)
 
     def _epoch_micro_batches(self, epoch: int) -> list[Tensor]:
@@ -372,13 +374,13 @@ class Trainer:
         cfg, s = self.config, self.state
         self.progress.start(self.total_steps, s.step)
         self.model.train()
-        while s.epoch < cfg.epochs and not s.stopped_early:
+        while s.epoch < cfg.epochs and not s.stopped_early and s.step < self.total_steps:
             windows = self._epoch_micro_batches(s.epoch)
             windows = [
                 windows[i : i + cfg.accumulate] for i in range(0, len(windows), cfg.accumulate)
             ]
             tick = time.perf_counter()
-            while s.position < len(windows):
+            while s.position < len(windows) and s.step < self.total_steps:
                 self._train_step(windows[s.position])
                 if len(self._pending) >= CHECK_EVERY:
                     self._check_losses()

@@ -217,3 +217,20 @@ def test_trainer_rejects_a_non_config():
     task, model = task_and_model()
     with pytest.raises(TypeError, match="TrainConfig"):
         Trainer(model, task, {"epochs": 3})
+
+
+def test_max_steps_caps_training_inside_an_epoch_and_resumes_exactly(tmp_path):
+    cfg = TrainConfig(**{**BASE.__dict__, "max_steps": 10})  # 7 steps per epoch: stop in epoch 2
+    reference, result = fit(cfg, tmp_path / "a")
+    assert result.status == "finished" and result.step == 10
+    assert [r["step"] for r in result.history] == [7, 10]  # the cut epoch is evaluated too
+    assert reference.total_steps == 10  # the schedule decays over the capped run
+    # the last step's learning rate is the capped schedule's, near the floor
+    from fieldguide.train.schedule import warmup_cosine
+
+    expected = warmup_cosine(9, reference.warmup_steps, 10, BASE.min_lr_ratio) * BASE.lr
+    assert reference.lr == pytest.approx(expected)
+    fit(cfg, tmp_path / "b", callbacks=[stop_at(8)])
+    resumed, final = fit(cfg, tmp_path / "b", resume=True, init_seed=5)
+    assert final.step == 10
+    assert_same_weights(reference.model, resumed.model)
