@@ -92,3 +92,18 @@ def test_errors_are_one_sentence(tmp_path, built, capsys):
         generate(run, "abc", top_p=1.5)
     with pytest.raises(ValueError, match="max_new_tokens of at least 1; got 0"):
         generate(run, "abc", max_new_tokens=0)
+
+
+def test_generation_slides_over_learned_positions_past_max_len():
+    from fieldguide import create_model
+    from fieldguide.api.generate import _generate_windowed
+
+    torch.manual_seed(0)
+    model = create_model("gpt-tiny").eval()  # learned positions, max_len 64
+    prompt = torch.randint(0, 256, (1, 10))
+    options = {"temperature": 0.0, "top_k": None, "top_p": None, "stop_token": None}
+    out = _generate_windowed(model, prompt, 150, torch.Generator().manual_seed(0), options)
+    assert out.shape == (1, 160) and torch.equal(out[:, :10], prompt)
+    # Within one window, the windowed run is the plain one.
+    plain = model.generate(prompt, max_new_tokens=40, temperature=0.0)
+    assert torch.equal(out[:, :50], plain)

@@ -36,7 +36,7 @@ class DataConfig:
     test_fraction: float = 0.15
     target: str = ""  # CSV target column; "" looks for target/label/class
     image_size: int = 0  # resize images to this square size; 0 keeps their size
-    context: int = 0  # forecasting: input steps per window; 0 takes the dataset's default
+    context: int = 0  # forecasting or language modelling: steps per window; 0: the default
     horizon: int = 0  # forecasting: steps to predict; 0 takes the dataset's default
 
 

@@ -12,6 +12,7 @@ samples the continuation:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -68,6 +69,33 @@ def load_run_model(run_dir: str | Path, device: str = "cpu") -> torch.nn.Module:
 
 
 @torch.no_grad()
+def _generate_windowed(
+    model: Any, prompt_ids: torch.Tensor, max_new_tokens: int, generator: Any, options: dict
+) -> torch.Tensor:
+    """model.generate, sliding over learned positions: longer texts than max_len, like nanoGPT.
+
+    A model with learned positions sees at most max_len tokens. When prompt plus new tokens
+    exceed that, generation goes in chunks: each reads the last half of max_len tokens so far
+    and adds up to the other half, so every token still has half a window of context.
+    """
+    config = getattr(model, "config", None)
+    max_len = getattr(config, "max_len", None)
+    if max_len is None or getattr(config, "positions", "learned") != "learned":
+        return model.generate(
+            prompt_ids, max_new_tokens=max_new_tokens, generator=generator, **options
+        )
+    ids, remaining = prompt_ids, max_new_tokens
+    while remaining > 0:
+        window = ids[:, -max(1, max_len // 2) :] if ids.shape[1] + remaining > max_len else ids
+        new = min(remaining, max_len - window.shape[1])
+        out = model.generate(window, max_new_tokens=new, generator=generator, **options)
+        added = out[:, window.shape[1] :]
+        ids, remaining = torch.cat([ids, added], dim=1), remaining - new
+        if added.shape[1] < new or bool((added == EOS).any()):
+            break  # the model stopped
+    return ids
+
+
 def generate(
     run_dir: str | Path,
     prompt: str,
@@ -109,15 +137,8 @@ def generate(
     tokenizer = ByteTokenizer()
     prompt_ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.int64, device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    out = model.generate(
-        prompt_ids,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        stop_token=EOS,
-        generator=generator,
-    )
+    options = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "stop_token": EOS}
+    out = _generate_windowed(model, prompt_ids, max_new_tokens, generator, options)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < prompt_ids.shape[1]:
         shown = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(

@@ -51,6 +51,10 @@ METRIC_NOTES = {
     "smape": "symmetric mean absolute percentage error, %",
     "mase": "MAE over the in-sample seasonal-naive MAE of the training part (Hyndman & Koehler)",
     "snaive_ratio": "MAE over the seasonal-naive forecast's MAE on the same windows (< 1 beats it)",
+    "perplexity": "exp of the mean next-token cross-entropy (lower is better)",
+    "bpb": "bits per byte: the cross-entropy in bits, per byte of text (lower is better)",
+    "exact_match": "fraction of outputs equal to the reference, character for character",
+    "chrf": "character n-gram F-score (n = 1..6, beta 2), 0 to 1",
 }
 
 

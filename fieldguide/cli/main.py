@@ -134,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", help="a run folder of a language model")
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("--max-new-tokens", type=int, default=200, help="bytes to add (default: 200)")
-    p.add_argument("--temperature", type=float, default=1.0, help="(default: 1.0)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="below 1 sharper, above 1 flatter (default: 1.0)",
+    )
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
     p.add_argument("--seed", type=int, default=0, help="of the sampling (default: 0)")
