@@ -17,10 +17,16 @@ The three share one set of weights, and their outputs are checked to agree befor
 cell: median seconds over repeats (one warm-up run per model excluded), the models run
 interleaved in a rotating order each repeat so that a busy neighbour hits all alike; the memory
 autograd keeps for backward (bytes of saved tensors, each storage once); and the ratios
-ours/torch and naive/ours. Masks and inputs are built once per cell, outside the timing, as a
-training loop would cache them. Run:
+ours/torch (below 1: ours is faster or smaller) and naive/ours (above 1: ours is). Masks and
+inputs are built once per cell, outside the timing, as a training loop would cache them.
+Goals: ours >= 1.0x torch's speed in every cell; at the longest T, ours >= 2x faster and >= 5x
+less memory than naive; causal-only, ours calls SDPA with is_causal=True and no mask (checked
+by a spy). Run:
 
     .venv/bin/python benchmarks/attention.py [--threads 2] [--repeats 5] [--lengths 128,512,2048]
+
+On a machine shared with other processes, OMP_WAIT_POLICY=PASSIVE in front keeps libgomp's
+spin-wait from multiplying times (perf-notes.md); the policy in force is printed.
 """
 
 import argparse
@@ -30,7 +36,6 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import fieldguide.layers.attention as attention_module
@@ -110,9 +115,12 @@ def build() -> dict[str, nn.Module]:
 
 
 def callers(
-    models: dict[str, nn.Module], x: torch.Tensor, mask: str
+    models: dict[str, nn.Module], x: torch.Tensor, mask: str, sublayer: bool = False
 ) -> dict[str, Callable[[], torch.Tensor]]:
-    """One zero-argument forward per model, with its masks in its own convention."""
+    """One zero-argument forward per model, with its masks in its own convention.
+
+    With `sublayer`, only ours and naive, and only their attention (no norms, no MLP).
+    """
     b, t, _ = x.shape
     causal, padded = "causal" in mask, "padding" in mask
     real = torch.ones(b, t, dtype=torch.bool)  # ours: True = real token
@@ -128,11 +136,14 @@ def callers(
         keep = keep * real[:, None, None, :].float()  # (B, 1, T, T)
     keep = keep if (causal or padded) else None
     ours, theirs, naive = models["ours"], models["torch"], models["naive"]
+    if sublayer:  # the attention alone, without the norms and MLP the blocks share
+        return {
+            "ours": lambda: ours.attn(x, padding_mask=real if padded else None, causal=causal)[0],
+            "naive": lambda: naive.attn(x, keep),
+        }
     return {
         "ours": lambda: ours(x, padding_mask=real if padded else None, causal=causal)[0],
-        "torch": lambda: theirs(
-            x, src_mask=src_mask, src_key_padding_mask=pad, is_causal=causal
-        ),
+        "torch": lambda: theirs(x, src_mask=src_mask, src_key_padding_mask=pad, is_causal=causal),
         "naive": lambda: naive(x, keep),
     }
 
@@ -169,7 +180,9 @@ def causal_sdpa_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[bool, boo
 
     def spy(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **kwargs):
         calls.append((attn_mask is None, is_causal))
-        return sdpa(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, **kwargs)
+        return sdpa(
+            q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, **kwargs
+        )
 
     attention_module.F.scaled_dot_product_attention = spy
     try:
@@ -198,6 +211,7 @@ def main() -> None:
     )
     models = build()
     results: dict[tuple[int, str], dict[str, tuple[float, int]]] = {}
+    attention_memory: dict[str, dict[str, int]] = {}
     spy_ok, worst_gap = True, 0.0
     for t in lengths:
         torch.manual_seed(t)
@@ -213,6 +227,9 @@ def main() -> None:
             worst_gap = max(worst_gap, gap)
             del outs
             memory = {name: saved_bytes(run[name]) for name in MODELS}
+            if t == max(lengths):
+                alone = callers(models, x, mask, sublayer=True)
+                attention_memory[mask] = {name: saved_bytes(f) for name, f in alone.items()}
             times: dict[str, list[float]] = {name: [] for name in MODELS}
             for name in MODELS:
                 fwd_bwd(models[name], x, run[name])  # warm-up: allocator, kernels, thread pool
@@ -231,7 +248,7 @@ def main() -> None:
     header = (
         f"{'T':>5} {'mask':<15}{'ours s':>9}{'torch s':>9}{'naive s':>9}"
         f"{'ours MiB':>10}{'torch MiB':>10}{'naive MiB':>10}"
-        f"{'torch/ours t':>13}{'ours/torch m':>13}{'naive/ours t':>13}{'naive/ours m':>13}"
+        f"{'ours/torch t':>13}{'ours/torch m':>13}{'naive/ours t':>13}{'naive/ours m':>13}"
     )
     print("\n" + header)
     for (t, mask), cell in results.items():
@@ -239,7 +256,7 @@ def main() -> None:
         print(
             f"{t:>5} {mask:<15}{ot:>9.3f}{tt:>9.3f}{nt:>9.3f}"
             f"{om / 2**20:>10.1f}{tm / 2**20:>10.1f}{nm / 2**20:>10.1f}"
-            f"{tt / ot:>12.2f}x{om / tm:>12.2f}x{nt / ot:>12.2f}x{nm / om:>12.2f}x"
+            f"{ot / tt:>12.2f}x{om / tm:>12.2f}x{nt / ot:>12.2f}x{nm / om:>12.2f}x"
         )
 
     def verdict(ok: bool) -> str:
@@ -250,7 +267,8 @@ def main() -> None:
     print("\ngoals:")
     print(
         f"  [{verdict(min(speed.values()) >= 1.0)}] ours >= 1.0x nn.TransformerEncoderLayer's "
-        f"speed in every cell (worst {speed[slowest]:.2f}x at T={slowest[0]} {slowest[1]})"
+        f"speed in every cell (worst torch/ours {speed[slowest]:.2f}x at T={slowest[0]} "
+        f"{slowest[1]})"
     )
     longest = max(lengths)
     last = {mask: results[longest, mask] for mask in masks}
@@ -263,6 +281,12 @@ def main() -> None:
     print(
         f"  [{verdict(smaller >= 5.0)}] ours keeps >= 5x less memory than the naive block at "
         f"T={longest} (worst mask {smaller:.2f}x)"
+    )
+    alone = {mask: m["naive"] / m["ours"] for mask, m in attention_memory.items()}
+    print(
+        f"         (attention sublayer alone, without the shared norms and MLP, at T={longest}: "
+        + ", ".join(f"{mask} {ratio:.1f}x" for mask, ratio in alone.items())
+        + " less memory)"
     )
     if "causal" in masks:
         print(

@@ -147,7 +147,10 @@ class MultiHeadAttention(nn.Module):
     def _heads(self, x: Tensor) -> tuple[Tensor, ...]:
         """Split (B, T, n·D) projections into n tensors (B, h, T, D/h)."""
         b, t, _ = x.shape
-        return x.view(b, t, -1, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        # Unbind before transposing: backward then stacks the gradients straight into the
+        # (B, T, n, h, D/h) layout of x, with no extra copy of the whole (B, T, n·D) gradient.
+        parts = x.view(b, t, -1, self.num_heads, self.head_dim).unbind(2)  # (B, T, h, D/h) each
+        return tuple(part.transpose(1, 2) for part in parts)  # (B, h, T, D/h) each
 
     def context_cache(self, context: Tensor) -> KVCache:
         """Keys and values of a cross-attention context (B, S, D), to reuse at every step."""
@@ -231,8 +234,15 @@ def attention_mask(
     if padding_mask is None:
         return allowed, False, None
     real = padding_mask[:, None, None, :]  # (B, 1, 1, S)
-    allowed = real if allowed is None else allowed & real  # (B, 1, T or 1, S)
-    empty = ~allowed.any(-1, keepdim=True)  # (B, 1, T or 1, 1)
+    if allowed is None:
+        allowed = real
+        empty = ~real.any(-1, keepdim=True)  # (B, 1, 1, 1)
+    else:
+        allowed = allowed & real  # (B, 1, T, S)
+        # Query i sees a real key iff one lies at or before its step S - T + i: a running
+        # count over (B, S) finds its rows without scanning the whole (B, 1, T, S) mask.
+        seen = padding_mask.cumsum(-1)[:, s - t :] > 0  # (B, T)
+        empty = ~seen[:, None, :, None]  # (B, 1, T, 1)
     # Open empty rows to every key so SDPA's softmax stays finite; the caller zeroes them.
     allowed = allowed | empty
     return allowed, False, empty[:, 0]  # empty: (B, T or 1, 1)
