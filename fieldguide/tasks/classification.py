@@ -76,10 +76,17 @@ class ClassificationTask:
         """(x, y) for the examples `index` of `split`."""
         return self._inputs[split][index], self._targets[split][index]
 
+    def logits(self, model: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
+        """The model's logits (B, K) for the inputs of one batch: everything but the labels.
+
+        Subclasses whose batches carry lengths or padding masks say here how the model takes them.
+        """
+        return model(*inputs)
+
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Cross-entropy of the model's logits against the labels."""
-        x, y = batch
-        logits = model(x)
+        """Cross-entropy of the model's logits against the labels (the batch's last tensor)."""
+        *inputs, y = batch
+        logits = self.logits(model, tuple(inputs))
         weight = None if self.class_weights is None else self.class_weights.to(logits.device)
         return F.cross_entropy(
             logits.float(), y, weight=weight, label_smoothing=self.label_smoothing
@@ -99,11 +106,10 @@ class ClassificationTask:
         was_training = model.training
         model.eval()
         probs = []
-        n = len(self._targets[split])
-        for start in range(0, n, batch_size):
-            x = self._inputs[split][start : start + batch_size].to(device)
+        for index in torch.arange(len(self._targets[split])).split(batch_size):
+            *inputs, _ = self.batch(split, index)
             with autocast or nullcontext():
-                logits = model(x)
+                logits = self.logits(model, tuple(t.to(device) for t in inputs))
             probs.append(logits.float().softmax(-1).cpu())
         model.train(was_training)
         return torch.cat(probs), self._targets[split]

@@ -14,8 +14,6 @@ are not sorted by length: the models mask or pack padding themselves.
 from __future__ import annotations
 
 import dataclasses
-from contextlib import AbstractContextManager, nullcontext
-from functools import partial
 from typing import Any
 
 import torch
@@ -99,32 +97,7 @@ class SequenceClassificationTask(ClassificationTask):
             self._targets[split][index],
         )
 
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Cross-entropy of the model's logits for (x, lengths) against the labels."""
-        x, lengths, y = batch
-        # The parent's loss calls model(x); binding the lengths reuses it (weights, smoothing).
-        return super().loss(partial(model, lengths=lengths), (x, y))
-
-    @torch.no_grad()
-    def predict(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str,
-        batch_size: int,
-        autocast: AbstractContextManager | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Class probabilities (N, K) and labels (N,) of a whole split, in eval mode."""
-        was_training = model.training
-        model.eval()
-        probs = []
-        n = len(self._targets[split])
-        for start in range(0, n, batch_size):
-            x = self._inputs[split][start : start + batch_size].to(device)
-            lengths = self._lengths[split][start : start + batch_size].to(device)
-            with autocast or nullcontext():
-                logits = model(x, lengths=lengths)
-            probs.append(logits.float().softmax(-1).cpu())
-        model.train(was_training)
-        return torch.cat(probs), self._targets[split]
+    def logits(self, model: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
+        """Logits (B, K) of sequences x (B, T, C) with their lengths (B,)."""
+        x, lengths = inputs
+        return model(x, lengths=lengths)

@@ -12,8 +12,6 @@ with a `head` field is given head="sequence". Loss and metrics: those of `Classi
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
-from functools import partial
 from typing import Any
 
 import torch
@@ -89,30 +87,7 @@ class TextClassificationTask(ClassificationTask):
         x, mask = self._trimmed(split, index)
         return x, mask, self._targets[split][index]
 
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Cross-entropy of the model's logits for (x, padding_mask) against the labels."""
-        x, mask, y = batch
-        # The parent's loss calls model(x); binding the mask reuses it (weights, smoothing).
-        return super().loss(partial(model, padding_mask=mask), (x, y))
-
-    @torch.no_grad()
-    def predict(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str,
-        batch_size: int,
-        autocast: AbstractContextManager | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Class probabilities (N, K) and labels (N,) of a whole split, in eval mode."""
-        was_training = model.training
-        model.eval()
-        probs = []
-        for index in torch.arange(len(self._targets[split])).split(batch_size):
-            x, mask = self._trimmed(split, index)
-            with autocast or nullcontext():
-                logits = model(x.to(device), padding_mask=mask.to(device))
-            probs.append(logits.float().softmax(-1).cpu())
-        model.train(was_training)
-        return torch.cat(probs), self._targets[split]
+    def logits(self, model: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
+        """Logits (B, K) of token ids x (B, T) with their padding mask (True = real token)."""
+        x, mask = inputs
+        return model(x, padding_mask=mask)
