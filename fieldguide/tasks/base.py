@@ -8,8 +8,11 @@ by answering the same four questions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
+import torch
 from torch import Tensor, nn
 
 
@@ -43,3 +46,19 @@ class Task(Protocol):
     ) -> dict[str, float]:
         """Metrics of `split`, named "<split>/<metric>", e.g. "val/accuracy"."""
         ...
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode without gradients inside the block; the model's own mode comes back after it.
+
+    A task evaluates in the middle of training, so it must hand the model back in train mode
+    (dropout on) if that is how it found it, even when evaluation raises.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)

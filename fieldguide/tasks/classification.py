@@ -24,6 +24,7 @@ from torchmetrics.classification import (
 
 from fieldguide.data.base import ClassificationData
 from fieldguide.models.registry import get_entry, replace_config
+from fieldguide.tasks.base import evaluating
 
 SPLITS = ("train", "val", "test")
 
@@ -103,15 +104,13 @@ class ClassificationTask:
         autocast: AbstractContextManager | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Class probabilities (N, K) and labels (N,) of a whole split, in eval mode."""
-        was_training = model.training
-        model.eval()
-        probs = []
-        for index in torch.arange(len(self._targets[split])).split(batch_size):
-            *inputs, _ = self.batch(split, index)
-            with autocast or nullcontext():
-                logits = self.logits(model, tuple(t.to(device) for t in inputs))
-            probs.append(logits.float().softmax(-1).cpu())
-        model.train(was_training)
+        with evaluating(model):
+            probs = []
+            for index in torch.arange(len(self._targets[split])).split(batch_size):
+                *inputs, _ = self.batch(split, index)
+                with autocast or nullcontext():
+                    logits = self.logits(model, tuple(t.to(device) for t in inputs))
+                probs.append(logits.float().softmax(-1).cpu())
         return torch.cat(probs), self._targets[split]
 
     def evaluate(

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from fieldguide.data.base import SeriesData
 from fieldguide.models.registry import get_entry, replace_config
+from fieldguide.tasks.base import evaluating
 
 SPLITS = ("train", "val", "test")
 
@@ -264,15 +265,13 @@ class ForecastingTask:
         autocast: AbstractContextManager | None = None,
     ) -> Tensor:
         """Z-scored forecasts (N, H, C) of every window of `split`, on the CPU, in eval mode."""
-        was_training = model.training
-        model.eval()
-        out = []
-        n = len(self.target_steps[split])
-        for start in range(0, n, batch_size):
-            x = self.batch(split, torch.arange(start, min(start + batch_size, n)))[0].to(device)
-            with autocast or nullcontext():
-                out.append(self.forecast(model, x).float().cpu())
-        model.train(was_training)
+        with evaluating(model):
+            out = []
+            n = len(self.target_steps[split])
+            for start in range(0, n, batch_size):
+                x = self.batch(split, torch.arange(start, min(start + batch_size, n)))[0].to(device)
+                with autocast or nullcontext():
+                    out.append(self.forecast(model, x).float().cpu())
         return torch.cat(out)
 
     def to_units(self, z: Tensor) -> Tensor:

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from fieldguide.data.base import TextData
 from fieldguide.models.registry import get_entry, replace_config
+from fieldguide.tasks.base import evaluating
 
 SPLITS = ("train", "val", "test")
 
@@ -189,21 +190,19 @@ class LanguageModelingTask:
         autocast: AbstractContextManager | None = None,
     ) -> dict[str, float]:
         """Loss (nats per token), perplexity and bits per byte of `split`, in eval mode."""
-        was_training = model.training
-        model.eval()
-        total, count = 0.0, 0
-        windows = self.eval_windows(split)
-        for start in range(0, windows, batch_size):
-            index = torch.arange(start, min(start + batch_size, windows))
-            x, y = (t.to(device) for t in self.batch(split, index))
-            with autocast or nullcontext():
-                logits = model(x)
-            check_logits(logits, (*x.shape, self.vocab_size), "LanguageModelingTask")
-            total += F.cross_entropy(
-                logits.float().flatten(0, 1), y.flatten(), reduction="sum"
-            ).item()
-            count += y.numel()
-        model.train(was_training)
+        with evaluating(model):
+            total, count = 0.0, 0
+            windows = self.eval_windows(split)
+            for start in range(0, windows, batch_size):
+                index = torch.arange(start, min(start + batch_size, windows))
+                x, y = (t.to(device) for t in self.batch(split, index))
+                with autocast or nullcontext():
+                    logits = model(x)
+                check_logits(logits, (*x.shape, self.vocab_size), "LanguageModelingTask")
+                total += F.cross_entropy(
+                    logits.float().flatten(0, 1), y.flatten(), reduction="sum"
+                ).item()
+                count += y.numel()
         loss = total / count
         metrics = {
             "loss": loss,

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from fieldguide.data.base import Seq2SeqData
 from fieldguide.data.tokenizer import BOS, EOS, PAD, ByteTokenizer
+from fieldguide.tasks.base import evaluating
 from fieldguide.tasks.language_modeling import check_logits, text_model_config
 
 SPLITS = ("train", "val", "test")
@@ -205,21 +206,24 @@ class Seq2SeqTask:
     ) -> dict[str, float]:
         """Teacher-forced loss, exact match and chrF of greedy outputs on `split`."""
         self._greedy(model)  # fail before the loss pass, not after it
-        was_training = model.training
-        model.eval()
-        # 1. teacher-forced loss, weighted by real target tokens
-        total, count = 0.0, 0
-        for index in torch.arange(len(self._src[split])).split(batch_size):
-            src, tgt_in, tgt_out = (t.to(device) for t in self.batch(split, index))
-            with autocast or nullcontext():
-                logits = self._logits(model, src, tgt_in)
-            total += F.cross_entropy(
-                logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=PAD, reduction="sum"
-            ).item()
-            count += int((tgt_out != PAD).sum())
-        # 2. greedy outputs against the targets
-        outputs = self.decode(model, split, device=device, batch_size=batch_size, autocast=autocast)
-        model.train(was_training)
+        with evaluating(model):
+            # 1. teacher-forced loss, weighted by real target tokens
+            total, count = 0.0, 0
+            for index in torch.arange(len(self._src[split])).split(batch_size):
+                src, tgt_in, tgt_out = (t.to(device) for t in self.batch(split, index))
+                with autocast or nullcontext():
+                    logits = self._logits(model, src, tgt_in)
+                total += F.cross_entropy(
+                    logits.float().flatten(0, 1),
+                    tgt_out.flatten(),
+                    ignore_index=PAD,
+                    reduction="sum",
+                ).item()
+                count += int((tgt_out != PAD).sum())
+            # 2. greedy outputs against the targets
+            outputs = self.decode(
+                model, split, device=device, batch_size=batch_size, autocast=autocast
+            )
         targets = [strip_output(row) for row in self._tgt_out[split].tolist()]
         decode = self.tokenizer.decode
         metrics = {
