@@ -182,6 +182,33 @@ class SeriesData:
         return edges[split]
 
 
+def check_token_ids(
+    ids: object,
+    ndim: int,
+    shape: str,
+    *,
+    owner: str,
+    name: str,
+    vocab_size: int | None,
+    noun: str = "token ids",
+) -> None:
+    """One sentence unless `ids` is an int64 tensor of rank `ndim` with ids in [0, vocab_size)."""
+    if not isinstance(ids, torch.Tensor) or ids.ndim != ndim or ids.dtype != torch.int64:
+        shown = (
+            f"{ids.dtype} of shape {tuple(ids.shape)}"
+            if isinstance(ids, torch.Tensor)
+            else type(ids).__name__
+        )
+        raise ValueError(f"{owner} expects {name} as int64 {noun} of shape {shape}; got {shown}.")
+    if vocab_size is not None and ids.numel():
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(
+                f"{owner} expects {name} ids in [0, vocab_size={vocab_size}); "
+                f"got ids {low}..{high}."
+            )
+
+
 @dataclass
 class TextData:
     """One long stream of token ids held in memory, cut into train, validation and test.
@@ -217,26 +244,20 @@ class TextData:
     def __post_init__(self) -> None:
         for split in ("train", "val", "test"):
             ids = getattr(self, split)
-            if not isinstance(ids, torch.Tensor) or ids.ndim != 1 or ids.dtype != torch.int64:
-                shown = (
-                    f"{ids.dtype} of shape {tuple(ids.shape)}"
-                    if isinstance(ids, torch.Tensor)
-                    else type(ids).__name__
-                )
-                raise ValueError(
-                    f"TextData expects {split} as int64 token ids of shape (N,); got {shown}."
-                )
+            check_token_ids(ids, 1, "(N,)", owner="TextData", name=split, vocab_size=None)
             if len(ids) < 2:
                 raise ValueError(
                     f"TextData '{self.name}' expects at least 2 tokens in {split} (one input and "
                     f"its next token); got {len(ids)}."
                 )
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= self.vocab_size:
-                raise ValueError(
-                    f"TextData '{self.name}' expects {split} ids in [0, vocab_size="
-                    f"{self.vocab_size}); got ids {low}..{high}."
-                )
+            check_token_ids(
+                ids,
+                1,
+                "(N,)",
+                owner=f"TextData '{self.name}'",
+                name=split,
+                vocab_size=self.vocab_size,
+            )
 
     def split_sizes(self) -> dict[str, int]:
         """Tokens per split."""
@@ -293,22 +314,15 @@ class Seq2SeqData:
         for split in ("train", "val", "test"):
             part = getattr(self, split)
             for arg in ("src", "tgt"):
-                ids = getattr(part, arg)
-                if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.dtype != torch.int64:
-                    shown = (
-                        f"{ids.dtype} of shape {tuple(ids.shape)}"
-                        if isinstance(ids, torch.Tensor)
-                        else type(ids).__name__
-                    )
-                    raise ValueError(
-                        f"Seq2SeqData expects {split}.{arg} as int64 ids of shape (N, length); "
-                        f"got {shown}."
-                    )
-                if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size):
-                    raise ValueError(
-                        f"Seq2SeqData '{self.name}' expects {split}.{arg} ids in [0, vocab_size="
-                        f"{self.vocab_size}); got {int(ids.min())}..{int(ids.max())}."
-                    )
+                check_token_ids(
+                    getattr(part, arg),
+                    2,
+                    "(N, length)",
+                    owner=f"Seq2SeqData '{self.name}'",
+                    name=f"{split}.{arg}",
+                    vocab_size=self.vocab_size,
+                    noun="ids",
+                )
             if part.src.shape[0] != part.tgt.shape[0]:
                 raise ValueError(
                     f"Seq2SeqData expects one target per source in {split}; got "
