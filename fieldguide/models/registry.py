@@ -17,7 +17,7 @@ from typing import Any
 from fieldguide.suggest import unknown
 
 # Family modules under fieldguide.models, imported when the registry is first read.
-FAMILIES = ("mlp", "resnet", "rnn", "tcn", "ssm", "transformer", "vit")
+FAMILIES = ("mlp", "resnet", "rnn", "tcn", "ssm", "transformer", "vit", "gnn")
 
 
 @dataclass(frozen=True)
