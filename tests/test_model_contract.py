@@ -96,9 +96,38 @@ def check_streamable(name: str, model: nn.Module) -> None:
     torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
+def check_permutation_equivariant(name: str, model: nn.Module) -> None:
+    """Graphs: renumbering the nodes renumbers node outputs and leaves graph readouts alone.
+
+    The input is (x, edge_index, *rest) with rest per edge (weights) or per node (a sorted
+    batch vector). Nodes are shuffled within their graph, so a batch vector stays sorted.
+    """
+    model.eval()
+    x, edge_index, *rest = _example(model, 6, seed=5)
+    n = x.shape[0]
+    batch = rest[1] if len(rest) > 1 else torch.zeros(n, dtype=torch.long)
+    g = torch.Generator().manual_seed(6)
+    perm = torch.argsort(batch * n + torch.randperm(n, generator=g))  # new node p = old perm[p]
+    assert not torch.equal(perm, torch.arange(n)), "the permutation must move nodes"
+    new_number = torch.empty_like(perm)
+    new_number[perm] = torch.arange(n)
+    with torch.no_grad():
+        out = model(x, edge_index, *rest)
+        moved = model(x[perm], new_number[edge_index], *rest)
+    if out.shape[0] == n:  # one output per node: equivariant
+        expected, what = out[perm], "node outputs do not follow the nodes"
+    else:  # one per graph: invariant
+        expected, what = out, "graph outputs change when nodes are renumbered"
+    atol = 1e-5 * max(1.0, out.abs().max().item())
+    torch.testing.assert_close(
+        moved, expected, atol=atol, rtol=0, msg=lambda m: f"{name}: {what}. {m}"
+    )
+
+
 CHECKERS = {
     "batch_independent": check_batch_independent,
     "causal": check_causal,
+    "permutation_equivariant": check_permutation_equivariant,
     "streamable": check_streamable,
 }
 
@@ -132,6 +161,19 @@ def test_batch_independence_checker_catches_batch_statistics():
 
     with pytest.raises(AssertionError, match="alone differs"):
         check_batch_independent("leaky", LeaksBatchStats())
+
+
+def test_permutation_checker_catches_a_model_that_reads_node_numbers():
+    class ReadsNodeNumbers(nn.Module):
+        def example_input(self, batch_size):
+            return torch.randn(batch_size, 3), torch.randint(0, batch_size, (2, 8))
+
+        def forward(self, x, edge_index):
+            # Adds each node's position: renumbering the nodes changes what a node sees.
+            return x + torch.arange(x.shape[0]).unsqueeze(1)
+
+    with pytest.raises(AssertionError, match="do not follow the nodes"):
+        check_permutation_equivariant("positional", ReadsNodeNumbers())
 
 
 # ---------------------------------------------------------------------------------------------

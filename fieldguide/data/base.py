@@ -334,6 +334,90 @@ class Seq2SeqData:
         return {s: len(getattr(self, s)) for s in ("train", "val", "test")}
 
 
+@dataclass
+class GraphData:
+    """One graph whose nodes are classified, with the node indices of each split.
+
+    Attributes:
+        name: Short, filesystem-safe name used in run folders: "karate".
+        graph: The whole graph (`fieldguide.layers.graph.Graph`): x (N, C) float32 node
+            features, edge_index (2, E) int64 (source -> target), edge_weight (E,) or None,
+            y (N,) int64 labels (-1 for a node without one).
+        train: Indices of the labelled training nodes, int64 (n_train,).
+        val: Indices of the validation nodes.
+        test: Indices of the test nodes; the three are disjoint.
+        classes: Class names; label i is `classes[i]`.
+        description: One line for reports.
+        directed: Whether the edges are directed as given (a connectome) or listed both ways.
+        features: How x was made: "given" or the default used for featureless nodes
+            ("spectral", "degree", "identity"); see `fieldguide.data.graphs`.
+        synthetic: True when the data is generated rather than real.
+        modality: Always "graphs".
+        preprocessing: What was done to the raw files; JSON-friendly.
+    """
+
+    name: str
+    graph: Any
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    classes: list[str]
+    description: str
+    directed: bool = False
+    features: str = "given"
+    synthetic: bool = False
+    modality: str = "graphs"
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one node's features: (C,)."""
+        return (int(self.graph.x.shape[1]),)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+
+@dataclass
+class GraphSetData:
+    """Many small graphs, each classified as a whole, split into train, validation and test.
+
+    Attributes:
+        name: Short, filesystem-safe name used in run folders.
+        train: Graphs (`fieldguide.layers.graph.Graph`) the model is fitted on; each has x
+            (N_i, C) float32, edge_index (2, E_i) and y, its label, an int64 tensor of shape ().
+        val: Graphs for early stopping and model selection.
+        test: Held-out graphs, reported once.
+        classes: Class names; label i is `classes[i]`.
+        description: One line for reports.
+        synthetic: True when the data is generated rather than real.
+        modality: Always "graphs".
+        preprocessing: How the graphs were made; JSON-friendly.
+    """
+
+    name: str
+    train: list[Any]
+    val: list[Any]
+    test: list[Any]
+    classes: list[str]
+    description: str
+    synthetic: bool = False
+    modality: str = "graphs"
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one node's features: (C,)."""
+        return (int(self.train[0].x.shape[1]),)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+
 def chronological_bounds(steps: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
     """Chronological cut points (train_end, val_end) of a series of `steps` steps.
 
