@@ -345,12 +345,13 @@ def _coalesce(key: Tensor, weight: Tensor, reduce: str) -> tuple[Tensor, Tensor]
 
 
 class StructureCache:
-    """The last few graphs' EdgeStructures, keyed by the identity of their tensors.
+    """The last few graphs' EdgeStructures, found again by the content of their edges.
 
-    A graph is found again when the same `edge_index` (and `edge_weight`) tensor objects come
-    back unchanged (same in-place version counter), as in full-batch training where every step
-    passes the same tensors. Weights that need a gradient are never cached. Not saved with the
-    model: it is rebuilt on first use.
+    A graph is found again when its `edge_index` and `edge_weight` hold the same values as a
+    cached one (compared with `torch.equal` against a private copy, so an in-place edit of the
+    caller's tensors is noticed), as in full-batch training where every step passes the same
+    graph, also after a copy to the device. Weights that need a gradient are never cached.
+    Not saved with the model: it is rebuilt on first use.
     """
 
     def __init__(self, size: int = 2) -> None:
@@ -367,30 +368,30 @@ class StructureCache:
         dtype: torch.dtype,
     ) -> EdgeStructure:
         """The cached structure of this graph, built on first sight."""
+        build = EdgeStructure.build
         if edge_weight is not None and edge_weight.requires_grad:
-            return EdgeStructure.build(
-                edge_index, edge_weight, num_nodes, undirected=undirected, dtype=dtype
-            )
-        key = (
-            edge_index,
-            edge_index._version,
-            edge_weight,
-            None if edge_weight is None else edge_weight._version,
-            num_nodes,
-            undirected,
-            dtype,
-        )
-        for i, (k, structure) in enumerate(self._entries):
-            if all(
-                a is b or (type(a) is not Tensor and a == b) for a, b in zip(k, key, strict=True)
-            ):
+            return build(edge_index, edge_weight, num_nodes, undirected=undirected, dtype=dtype)
+        options = (num_nodes, undirected, dtype, edge_index.device)
+        for i, ((index, weight, *rest), structure) in enumerate(self._entries):
+            if tuple(rest) == options and _same(index, edge_index) and _same(weight, edge_weight):
                 self._entries.insert(0, self._entries.pop(i))
                 return structure
-        structure = EdgeStructure.build(
-            edge_index, edge_weight, num_nodes, undirected=undirected, dtype=dtype
-        )
+        structure = build(edge_index, edge_weight, num_nodes, undirected=undirected, dtype=dtype)
+        weight = None if edge_weight is None else edge_weight.detach().clone()
+        key = (edge_index.clone(), weight, *options)
         self._entries = [(key, structure), *self._entries][: self.size]
         return structure
+
+
+def _same(cached: Tensor | None, given: Tensor | None) -> bool:
+    if cached is None or given is None:
+        return cached is None and given is None
+    return (
+        cached.shape == given.shape
+        and cached.dtype == given.dtype
+        and cached.device == given.device
+        and torch.equal(cached, given)
+    )
 
 
 # -------------------------------------------------------------------------------------------

@@ -126,19 +126,23 @@ class ClassificationTask:
         probs, y = self.predict(
             model, split, device=device, batch_size=batch_size, autocast=autocast
         )
-        k = self.num_classes
-        nll = F.nll_loss(probs.clamp_min(1e-12).log(), y).item()
-        metrics = {
-            "loss": nll,
-            "accuracy": MulticlassAccuracy(k, average="micro")(probs, y).item(),
-            "macro_f1": MulticlassF1Score(k, average="macro")(probs, y).item(),
-            "ece": MulticlassCalibrationError(k, n_bins=15, norm="l1")(probs, y).item(),
-        }
-        # AUROC needs both a positive and a negative of each class; report NaN otherwise.
-        present = torch.bincount(y, minlength=k)
-        metrics["auroc"] = (
-            MulticlassAUROC(k, average="macro")(probs, y).item()
-            if bool((present > 0).all())
-            else math.nan
-        )
-        return {f"{split}/{name}": value for name, value in metrics.items()}
+        return classification_metrics(probs, y, self.num_classes, split)
+
+
+def classification_metrics(probs: Tensor, y: Tensor, k: int, split: str) -> dict[str, float]:
+    """Loss, accuracy, macro-F1, AUROC and ECE of probabilities (N, k) against labels (N,)."""
+    nll = F.nll_loss(probs.clamp_min(1e-12).log(), y).item()
+    metrics = {
+        "loss": nll,
+        "accuracy": MulticlassAccuracy(k, average="micro")(probs, y).item(),
+        "macro_f1": MulticlassF1Score(k, average="macro")(probs, y).item(),
+        "ece": MulticlassCalibrationError(k, n_bins=15, norm="l1")(probs, y).item(),
+    }
+    # AUROC needs both a positive and a negative of each class; report NaN otherwise.
+    present = torch.bincount(y, minlength=k)
+    metrics["auroc"] = (
+        MulticlassAUROC(k, average="macro")(probs, y).item()
+        if bool((present > 0).all())
+        else math.nan
+    )
+    return {f"{split}/{name}": value for name, value in metrics.items()}

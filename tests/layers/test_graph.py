@@ -179,17 +179,23 @@ def test_batch_graphs_shifts_node_numbers_and_builds_the_batch_vector():
     assert g.y.tolist() == [1, 0] and g.num_graphs == 2
 
 
-def test_structure_cache_finds_the_same_tensors_and_notices_in_place_changes():
-    edge_index, _ = random_graph(seed=7)
+def test_structure_cache_finds_equal_edges_and_notices_in_place_changes():
+    edge_index, weight = random_graph(seed=7)
     cache = StructureCache()
-    first = cache.get(edge_index, None, 9, undirected=False, dtype=torch.float32)
-    assert cache.get(edge_index, None, 9, undirected=False, dtype=torch.float32) is first
-    assert (
-        cache.get(edge_index.clone(), None, 9, undirected=False, dtype=torch.float32) is not first
-    )
-    assert cache.get(edge_index, None, 9, undirected=True, dtype=torch.float32) is not first
-    edge_index[0, 0] = (edge_index[0, 0] + 1) % 9  # an in-place edit bumps the version
-    assert cache.get(edge_index, None, 9, undirected=False, dtype=torch.float32) is not first
+
+    def get(ei, w=None, undirected=False):
+        return cache.get(ei, w, 9, undirected=undirected, dtype=torch.float32)
+
+    first = get(edge_index)
+    assert get(edge_index) is first
+    assert get(edge_index.clone()) is first  # same edges, another tensor (a device copy)
+    assert get(edge_index, undirected=True) is not first
+    assert get(edge_index, weight) is not first
+    edge_index[0, 0] = (edge_index[0, 0] + 1) % 9  # the caller edits its tensor in place
+    changed = get(edge_index)
+    assert changed is not first
+    fresh = EdgeStructure.build(edge_index, None, 9)
+    assert torch.equal(changed.src, fresh.src) and torch.equal(changed.dst, fresh.dst)
 
 
 def test_as_graph_reads_anything_shaped_like_torch_geometric_data():

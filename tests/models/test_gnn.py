@@ -131,6 +131,8 @@ def test_the_normalised_graph_is_built_once_for_repeated_forwards(monkeypatch):
         model(x, edge_index, weight).sum().backward()
     assert len(calls) == 1  # three layers, three steps, one build
     model(x, edge_index.clone(), weight)
+    assert len(calls) == 1  # equal edges in another tensor (a copy to the device) are found
+    model(x, edge_index.flip(0), weight)
     assert len(calls) == 2  # a different graph is built anew
 
 
