@@ -38,6 +38,9 @@ class DataConfig:
     image_size: int = 0  # resize images to this square size; 0 keeps their size
     context: int = 0  # forecasting or language modelling: steps per window; 0: the default
     horizon: int = 0  # forecasting: steps to predict; 0 takes the dataset's default
+    labels_per_class: int = 0  # graphs: train on this many labelled nodes per class; 0: fractions
+    node_features: str = ""  # graphs without features: spectral, degree or identity; "": spectral
+    fanouts: str = ""  # graphs: neighbours sampled per layer, such as "10,5"; "": full-batch
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,12 @@ def _make_task(data: Any, run: RunConfig) -> Any:
             raise ValueError(f"horizon applies to forecasting data; '{run.data.name}' is text.")
         window = {"context": run.data.context} if run.data.context else {}
         return LanguageModelingTask(data, **window)
+    if data.modality == "graphs":
+        return _graph_task(data, run)
+    if run.data.fanouts:
+        raise ValueError(
+            f"fanouts applies to graph data; '{run.data.name}' is {data.modality} data."
+        )
     if data.modality == "seq2seq":
         from fieldguide.tasks.seq2seq import Seq2SeqTask
 
@@ -77,6 +83,48 @@ def _make_task(data: Any, run: RunConfig) -> Any:
     return ClassificationTask(data, **options)
 
 
+def _graph_task(data: Any, run: RunConfig) -> Any:
+    """Node classification for one graph, graph classification for a set of graphs."""
+    from fieldguide.data.base import GraphData
+
+    if run.data.context or run.data.horizon:
+        raise ValueError(
+            f"context and horizon apply to forecasting data; '{run.data.name}' is graph data."
+        )
+    options = {
+        "label_smoothing": run.train.label_smoothing,
+        "class_weights": run.train.class_weights,
+    }
+    if not isinstance(data, GraphData):
+        from fieldguide.tasks.graph_classification import GraphClassificationTask
+
+        if run.data.fanouts:
+            raise ValueError(
+                f"fanouts samples the neighbours of nodes in one large graph; '{run.data.name}' "
+                "is a set of small graphs, trained whole, so leave fanouts out."
+            )
+        return GraphClassificationTask(data, **options)
+    from fieldguide.tasks.node_classification import NodeClassificationTask
+
+    return NodeClassificationTask(data, fanouts=parse_fanouts(run.data.fanouts), **options)
+
+
+def parse_fanouts(text: str) -> tuple[int, ...]:
+    """Fan-outs from text: "10,5" gives (10, 5), "" gives () (full-batch); -1 takes all."""
+    if not text.strip():
+        return ()
+    try:
+        fanouts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        fanouts = ()
+    if not fanouts or any(f < 1 and f != -1 for f in fanouts):
+        raise ValueError(
+            f"fanouts expects positive integers separated by commas, one per layer, such as "
+            f"'10,5' (-1 takes all neighbours); got '{text}'."
+        )
+    return fanouts
+
+
 def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig]:
     """Data, task and model for `run`; resolves model "auto". Creates no files."""
     from fieldguide.data import load_data
@@ -91,6 +139,8 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig]:
         test_fraction=d.test_fraction,
         target=d.target or None,
         image_size=d.image_size or None,
+        labels_per_class=d.labels_per_class or None,
+        node_features=d.node_features or None,
     )
     if run.model == "auto":
         name, _reason = auto_model(data.modality, tuple(getattr(data, "input_shape", ())))

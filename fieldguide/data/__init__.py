@@ -5,9 +5,11 @@ folder (one sub-folder per class) and `load_data("table.csv")` a CSV file. Class
 comes back as `ClassificationData`; the forecasting starters (sunspots, co2) as `SeriesData`,
 one series cut chronologically; the language-modelling starter (kjv) as `TextData`, one byte
 stream cut into consecutive parts; the seq2seq starter (dates, synthetic) as `Seq2SeqData`.
-Everything is held in memory. Importing this package, or
-calling `list_starters`, imports no torch: the readers are imported inside `load_data`, so
-`fieldguide data list` answers at once.
+Graph starters come as `GraphData` (karate, drosophila, sbm: one graph, its nodes classified)
+or `GraphSetData` (digit-graphs: many graphs, each classified), and a folder holding
+edges.csv and nodes.csv is read as the user's own graph. Everything is held in memory.
+Importing this package, or calling `list_starters`, imports no torch: the readers are imported
+inside `load_data`, so `fieldguide data list` answers at once.
 """
 
 from __future__ import annotations
@@ -19,10 +21,20 @@ from typing import TYPE_CHECKING, Any
 from fieldguide.data.starters import STARTERS, get_starter, is_present, list_starters
 
 if TYPE_CHECKING:
-    from fieldguide.data.base import ClassificationData, Seq2SeqData, SeriesData, Split, TextData
+    from fieldguide.data.base import (
+        ClassificationData,
+        GraphData,
+        GraphSetData,
+        Seq2SeqData,
+        SeriesData,
+        Split,
+        TextData,
+    )
 
 __all__ = [
     "ClassificationData",
+    "GraphData",
+    "GraphSetData",
     "Seq2SeqData",
     "SeriesData",
     "Split",
@@ -30,19 +42,36 @@ __all__ = [
     "list_starters",
     "load_data",
 ]
-# The tasks `load_data` builds starters for; the others (segmentation, graphs, ...) come later.
-_LOADABLE_TASKS = ("classification", "forecasting", "language-modelling", "seq2seq")
+# The tasks `load_data` builds starters for; the others (segmentation, ...) come later.
+_LOADABLE_TASKS = (
+    "classification",
+    "forecasting",
+    "language-modelling",
+    "seq2seq",
+    "node-classification",
+    "graph-classification",
+)
+# What `node_features` may name (see `fieldguide.data.graphs`).
+_NODE_FEATURES = ("auto", "spectral", "degree", "identity")
 
 
 def _trainable() -> str:
     """What `load_data` can build today, named in errors about other starters."""
     names = ", ".join(name for name, s in STARTERS.items() if s.loader is not None)
-    return f"the starters {names}, an image folder or a .csv file"
+    return f"the starters {names}, an image folder, a graph folder or a .csv file"
 
 
 def __getattr__(name: str) -> Any:
     # The dataclasses live beside torch-using helpers, so they are imported on first use.
-    if name in ("ClassificationData", "Seq2SeqData", "SeriesData", "Split", "TextData"):
+    if name in (
+        "ClassificationData",
+        "GraphData",
+        "GraphSetData",
+        "Seq2SeqData",
+        "SeriesData",
+        "Split",
+        "TextData",
+    ):
         from fieldguide.data import base
 
         return getattr(base, name)
@@ -56,6 +85,8 @@ def _check_arguments(
     test_fraction: Any,
     target: Any,
     image_size: Any,
+    labels_per_class: Any = None,
+    node_features: Any = None,
 ) -> None:
     """Raise one sentence for the first argument of `load_data` of the wrong type or range."""
     if not isinstance(spec, str | os.PathLike):
@@ -90,6 +121,39 @@ def _check_arguments(
             raise ValueError(
                 f"load_data expects image_size of at least 1, such as 32; got {image_size}."
             )
+    if labels_per_class is not None:
+        if isinstance(labels_per_class, bool) or not isinstance(labels_per_class, int):
+            raise TypeError(
+                f"load_data expects labels_per_class as an int or None; "
+                f"got {type(labels_per_class).__name__}."
+            )
+        if labels_per_class < 1:
+            raise ValueError(
+                f"load_data expects labels_per_class of at least 1, such as 20; "
+                f"got {labels_per_class}."
+            )
+    if node_features is not None and node_features not in _NODE_FEATURES:
+        raise ValueError(
+            f"load_data expects node_features as one of "
+            f"{', '.join(repr(k) for k in _NODE_FEATURES)} or None; got {node_features!r}."
+        )
+
+
+def _graph_options(labels_per_class: int | None, node_features: str | None) -> dict[str, Any]:
+    """The graph-only arguments that were given, keyed by name."""
+    options = {"labels_per_class": labels_per_class, "node_features": node_features}
+    return {arg: value for arg, value in options.items() if value is not None}
+
+
+def _refuse(options: dict[str, Any], what: str) -> None:
+    """One sentence for the first graph-only argument given for data that is not a graph."""
+    if options:
+        arg, value = next(iter(options.items()))
+        raise ValueError(
+            f"load_data got {arg}={value!r} for {what}; {arg} applies only to node "
+            f"classification on a graph (a graph starter such as 'karate' or a folder with "
+            f"edges.csv), so leave it out."
+        )
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -105,7 +169,9 @@ def load_data(
     test_fraction: float = 0.15,
     target: str | None = None,
     image_size: int | None = None,
-) -> ClassificationData | SeriesData | TextData | Seq2SeqData:
+    labels_per_class: int | None = None,
+    node_features: str | None = None,
+) -> ClassificationData | SeriesData | TextData | Seq2SeqData | GraphData | GraphSetData:
     """Load a dataset into memory, split into train, validation and test.
 
     A starter name wins over a folder of the same name in the working directory; write
@@ -113,7 +179,8 @@ def load_data(
 
     Args:
         spec: A starter name ("digits", "fashion-mnist", "sunspots"; see `list_starters`), a
-            folder with one sub-folder of images per class, or a .csv file.
+            folder with one sub-folder of images per class, a graph folder (edges.csv and
+            nodes.csv; see `fieldguide.data.graphs.load_graph_folder`), or a .csv file.
         seed: Seed of the split: the same seed gives the same split. A forecasting starter is
             cut chronologically and ignores it, as does kjv (a fixed cut); a synthetic one
             draws its data from it.
@@ -124,27 +191,51 @@ def load_data(
             kjv keeps its documented cut (last 10 % test, the 5 % before it validation).
         target: CSV only: the target column; by default the one named target, label or class.
         image_size: Image folders only: resize every image to (image_size, image_size).
+        labels_per_class: Node classification only (karate, drosophila, sbm, a graph
+            folder): train on exactly this many labelled nodes per class, validate on
+            val_fraction of the labelled nodes and test on all the others; by default a split
+            stratified by class.
+        node_features: Node classification only: how featureless nodes get features,
+            "auto" (spectral, or the graph's own features where it has them), "spectral",
+            "degree" or "identity"; a kind named for a graph with features replaces them.
 
     Returns:
         The splits, class names and input shape, inputs standardized with statistics of the
         train split only; or, for a forecasting starter, a `SeriesData` in raw units; for
-        kjv a `TextData` and for dates a `Seq2SeqData`, both as byte-token ids.
+        kjv a `TextData` and for dates a `Seq2SeqData`, both as byte-token ids; for node
+        classification a `GraphData` (one graph, node indices per split) and for
+        digit-graphs a `GraphSetData` (graphs per split).
 
     Example:
         >>> data = load_data("digits", seed=1)
         >>> data.input_shape, data.classes[:3]
         ((1, 8, 8), ['0', '1', '2'])
     """
-    _check_arguments(spec, seed, val_fraction, test_fraction, target, image_size)
+    _check_arguments(
+        spec, seed, val_fraction, test_fraction, target, image_size, labels_per_class, node_features
+    )
     spec = os.fspath(spec)
     fractions = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    options = _graph_options(labels_per_class, node_features)
 
     if spec in STARTERS and not _looks_like_path(spec):
-        return _load_starter(spec, target, image_size, fractions)
+        return _load_starter(spec, target, image_size, fractions, options)
     if not os.path.exists(spec):
         if _looks_like_path(spec):
             raise ValueError(f"data path '{spec}' does not exist.")
         get_starter(spec)  # raises: unknown starter, with close matches
+    if os.path.isdir(spec) and os.path.isfile(os.path.join(spec, "edges.csv")):
+        for arg, value in (("target", target), ("image_size", image_size)):
+            if value is not None:
+                raise ValueError(
+                    f"load_data got {arg}={value!r} for graph folder '{spec}'; {arg} applies "
+                    f"only to {'.csv files' if arg == 'target' else 'image folders'}, so "
+                    f"leave it out."
+                )
+        from fieldguide.data.graphs import load_graph_folder
+
+        return load_graph_folder(spec, **fractions, **options)
+    _refuse(options, f"'{spec}', which is not a graph folder holding edges.csv")
     if os.path.isdir(spec):
         if target is not None:
             raise ValueError(
@@ -170,8 +261,12 @@ def load_data(
 
 
 def _load_starter(
-    name: str, target: str | None, image_size: int | None, fractions: dict[str, Any]
-) -> ClassificationData | SeriesData | TextData | Seq2SeqData:
+    name: str,
+    target: str | None,
+    image_size: int | None,
+    fractions: dict[str, Any],
+    options: dict[str, Any],
+) -> ClassificationData | SeriesData | TextData | Seq2SeqData | GraphData | GraphSetData:
     """Build starter `name`, or say in one sentence why it cannot be built here."""
     starter = get_starter(name)
     if starter.task not in _LOADABLE_TASKS:
@@ -190,10 +285,12 @@ def _load_starter(
                 f"load_data got {arg}={value!r} for starter '{name}'; {arg} applies only to "
                 f"{'.csv files' if arg == 'target' else 'image folders'}, so leave it out."
             )
+    if starter.task != "node-classification":
+        _refuse(options, f"starter '{name}' ({starter.modality} {starter.task})")
     if not is_present(starter):
         raise ValueError(
             f"starter '{name}' needs {starter.carrier.split(': ', 1)[1]}, which is not "
             f"installed; install it with: {starter.install}"
         )
     module, function = starter.loader.split(":")
-    return getattr(importlib.import_module(module), function)(**fractions)
+    return getattr(importlib.import_module(module), function)(**fractions, **options)

@@ -28,7 +28,8 @@ class Starter:
         modality: Kind of input: "images", "text", "time-series", "speech", "sequences",
             "graphs", "tabular" or "interactions".
         task: What it is for: "classification", "segmentation", "language-modelling",
-            "seq2seq", "forecasting", "node-classification" or "recommendation".
+            "seq2seq", "forecasting", "node-classification", "graph-classification" or
+            "recommendation".
         description: One line for listings and reports.
         carrier: The package that ships it, e.g. "pip: scikit-learn" or "apt: bible-kjv";
             for a synthetic starter, a line that says it is generated.
@@ -38,7 +39,8 @@ class Starter:
         files: Files that must exist: absolute paths, or "module/relative/path" inside the
             folder of an installed package.
         loader: "module:function" that builds a `ClassificationData` (a `SeriesData` for
-            forecasting, a `TextData` for language modelling, a `Seq2SeqData` for seq2seq),
+            forecasting, a `TextData` for language modelling, a `Seq2SeqData` for seq2seq, a
+            `GraphData` for node classification, a `GraphSetData` for graph classification),
             or None while no loader exists yet.
     """
 
@@ -235,6 +237,7 @@ STARTERS: dict[str, Starter] = _starters(
         carrier="pip: networkx",
         install="pip install networkx",
         modules=("networkx",),  # the graph is written out in networkx's own source
+        loader="fieldguide.data.graphs:load_karate",
     ),
     Starter(
         name="drosophila",
@@ -249,6 +252,28 @@ STARTERS: dict[str, Starter] = _starters(
             "graspologic/datasets/drosophila/left_adjacency.csv",
             "graspologic/datasets/drosophila/left_cell_labels.csv",
         ),
+        loader="fieldguide.data.graphs:load_drosophila",
+    ),
+    Starter(
+        name="sbm",
+        modality="graphs",
+        task="node-classification",
+        description="synthetic stochastic block model: 2,000 nodes in 4 blocks, "
+        "8 noisy Gaussian features",
+        carrier=_GENERATED,
+        install=_GENERATED,
+        loader="fieldguide.data.graphs:load_sbm",
+    ),
+    Starter(
+        name="digit-graphs",
+        modality="graphs",
+        task="graph-classification",
+        description="scikit-learn digits as graphs: 1,797 real scans, 64 pixel nodes each, "
+        "8-neighbour edges, 10 classes",
+        carrier="pip: scikit-learn",
+        install="pip install scikit-learn",
+        modules=("sklearn",),
+        loader="fieldguide.data.graphs:load_digit_graphs",
     ),
     Starter(
         name="adult",
@@ -312,7 +337,10 @@ def is_present(starter: Starter) -> bool:
 def unknown_starter_message(name: str) -> str:
     """One sentence for an unknown starter name, with the close matches or the full list."""
     known = sorted(STARTERS)
-    fallback = f"choose from {', '.join(known)}, or give a path to an image folder or a .csv file."
+    fallback = (
+        f"choose from {', '.join(known)}, or give a path to an image folder, a graph folder "
+        f"or a .csv file."
+    )
     return unknown("starter", name, known, fallback)
 
 

@@ -30,6 +30,8 @@ def auto_model(modality: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
         return "bert-tiny", "text understanding: an encoder Transformer (BERT) is the guide's pick"
     if modality == "seq2seq":
         return "t5-tiny", "seq2seq: an encoder-decoder Transformer (T5/BART) is the guide's pick"
+    if modality == "graphs":
+        return "gcn", "graphs: a GCN is the guide's first pick (GAT and GraphSAGE are alternatives)"
     raise ValueError(
         f"no default model for modality '{modality}'; pass --model NAME (see `fieldguide list`)."
     )

