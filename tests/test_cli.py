@@ -282,3 +282,65 @@ def test_forecasting_options_on_classification_data_are_refused(tmp_path, capsys
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "context and horizon apply to forecasting data" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_node_classification_end_to_end_with_two_labels_per_class(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    args = ["train", "--data", "karate", "--labels-per-class", "2", "--runs-dir", str(runs)]
+    code, out, err = run_cli([*args, *FAST], capsys)
+    assert code == 0, err
+    run = only_run(runs)
+    report = (run / "report.md").read_text()
+    assert "| task | node-classification |" in report and "`gcn`" in report  # auto picks gcn
+    assert "4 train /" in report  # 2 labelled nodes for each of the 2 clubs
+    assert "labels_per_class = 2" in (run / "config.toml").read_text()
+
+
+def test_graph_folder_with_sampled_training_and_graph_classification(tmp_path, capsys):
+    folder = tmp_path / "graph"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    nodes = ["id,f1,label"] + [f"n{i},{rng.normal():.3f},{i % 2}" for i in range(40)]
+    (folder / "nodes.csv").write_text("\n".join(nodes) + "\n")
+    edges = ["source,target"] + [f"n{i},n{(i + 2) % 40}" for i in range(40)]
+    (folder / "edges.csv").write_text("\n".join(edges) + "\n")
+    runs = tmp_path / "runs"
+    args = [
+        "train",
+        "graphsage",
+        "--data",
+        str(folder),
+        "--fanouts",
+        "3,3",
+        "--runs-dir",
+        str(runs),
+    ]
+    code, _, err = run_cli([*args, *FAST], capsys)
+    assert code == 0, err
+    assert 'fanouts = "3,3"' in (only_run(runs) / "config.toml").read_text()
+
+    more = tmp_path / "more"
+    args = ["train", "gcn", "--data", "digit-graphs", "--max-steps", "5", "--runs-dir", str(more)]
+    code, _, err = run_cli([*args, *FAST], capsys)
+    assert code == 0, err
+    report = (only_run(more) / "report.md").read_text()
+    assert "| task | graph-classification |" in report and "| auroc |" in report
+    assert 'readout = "mean"' in (only_run(more) / "config.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["gcn", "--data", "karate", "--fanouts", "10"], "fanouts gives 1 hop(s) but gcn has 2"),
+        (["gcn", "--data", "karate", "--fanouts", "ten,5"], "fanouts expects positive integers"),
+        (["mlp", "--data", "digits", "--fanouts", "5,5"], "fanouts applies to graph data"),
+        (["gcn", "--data", "digit-graphs", "--fanouts", "5,5"], "a set of small graphs"),
+        (["gcn", "--data", "karate", "--horizon", "3"], "context and horizon apply to forecasting"),
+        (["gcn", "--data", "digits", "--labels-per-class", "2"], "labels_per_class"),
+    ],
+)
+def test_graph_options_that_cannot_apply_fail_before_any_run_folder(tmp_path, capsys, args, match):
+    runs = tmp_path / "runs"
+    code, _, err = run_cli(["train", *args, "--runs-dir", str(runs), *FAST], capsys)
+    assert code == 2 and match in err, err
+    assert not runs.exists() or not any(runs.iterdir())
