@@ -476,7 +476,7 @@ def max_aggregate(structure: EdgeStructure, x: Tensor) -> Tensor:
     """Elementwise max of x over each node's in-neighbours (N, D); 0 for a node without any."""
     index = structure.dst.unsqueeze(1).expand(-1, x.shape[1])
     return x.new_zeros(x.shape).scatter_reduce(
-        0, index, x[structure.src], "amax", include_self=False
+        0, index, x.index_select(0, structure.src), "amax", include_self=False
     )
 
 
@@ -486,9 +486,10 @@ def edge_softmax(structure: EdgeStructure, scores: Tensor) -> Tensor:
     n = structure.num_nodes
     top = scores.new_full((n, scores.shape[1]), float("-inf"))
     top = top.scatter_reduce(0, index, scores.detach(), "amax")  # subtracted for stability
-    p = (scores - top[structure.dst]).exp()
+    # index_select, not x[index]: its backward is a fast index_add rather than index_put.
+    p = (scores - top.index_select(0, structure.dst)).exp()
     total = scores.new_zeros(n, scores.shape[1]).index_add_(0, structure.dst, p)
-    return p / total[structure.dst]
+    return p / total.index_select(0, structure.dst)
 
 
 def readout(x: Tensor, batch: Tensor | None, how: str, num_graphs: int | None = None) -> Tensor:

@@ -143,7 +143,8 @@ class GATConv(nn.Module):
         # a . [W h_j ; W h_i] splits into a source part and a target part, one number per node.
         source = (z * self.att_src).sum(-1)  # (N, h)
         target = (z * self.att_dst).sum(-1)  # (N, h)
-        scores = F.leaky_relu(source[looped.src] + target[looped.dst], self.negative_slope)
+        pair = source.index_select(0, looped.src) + target.index_select(0, looped.dst)  # (E', h)
+        scores = F.leaky_relu(pair, self.negative_slope)
         alpha = edge_softmax(looped, scores)  # (E', h), sums to 1 over each node's in-edges
         alpha = F.dropout(alpha, self.attn_dropout, self.training)
         out = spmm(looped, alpha.t(), z)  # (N, h, D/h)
