@@ -106,6 +106,8 @@ class SAGEConfig(GNNConfig):
 class GCNConv(nn.Module):
     """H' = D^-1/2 (A + I) D^-1/2 H W + b (Kipf & Welling, 2017)."""
 
+    diagram_label = "GCNConv: Σ over neighbours"
+
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
         self.linear = nn.Linear(in_dim, out_dim, bias=False)
@@ -123,6 +125,8 @@ class GCNConv(nn.Module):
 
 class GATConv(nn.Module):
     """Multi-head graph attention over in-neighbours and self (Velickovic et al., 2018)."""
+
+    diagram_label = "GATConv: attention over neighbours"
 
     def __init__(self, in_dim: int, out_dim: int, config: GATConfig, concat: bool) -> None:
         super().__init__()
@@ -158,6 +162,7 @@ class SAGEConv(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, config: SAGEConfig) -> None:
         super().__init__()
         self.aggregator = config.aggregator
+        self.diagram_label = f"SAGEConv: {config.aggregator} over neighbours"
         self.neighbours = nn.Linear(in_dim, out_dim)
         self.root = nn.Linear(in_dim, out_dim, bias=False) if config.root_weight else None
 
@@ -193,6 +198,11 @@ class GNNBlock(nn.Module):
         }[config.norm]()
         self.act = nn.ELU() if isinstance(conv, GATConv) else nn.ReLU()  # ELU: the GAT paper's
         self.residual = config.residual and in_dim == out_dim
+
+    @property
+    def diagram_label(self) -> str:
+        """The box's name in traced diagrams: the layer, what it aggregates, its activation."""
+        return f"{self.conv.diagram_label} → {type(self.act).__name__}"
 
     def forward(self, x: Tensor, edges: EdgeStructure) -> Tensor:
         """Map x (N, in_dim) to (N, out_dim)."""
