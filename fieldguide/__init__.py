@@ -12,4 +12,14 @@ the model families are imported on first use.
 from fieldguide.models.registry import create_model, get_entry, list_models
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "get_entry", "list_models", "__version__"]
+__all__ = ["create_model", "diagram", "get_entry", "list_models", "__version__"]
+
+
+def diagram(model, example_input=None, **options):  # noqa: ANN001, ANN201 (see api.diagram)
+    """A model (an nn.Module or a registered name) as a Mermaid diagram traced from its code.
+
+    Imports torch on first use; see `fieldguide.api.diagram.diagram` for the options.
+    """
+    from fieldguide.api.diagram import diagram as _diagram
+
+    return _diagram(model, example_input, **options)

@@ -228,3 +228,76 @@ def to_json(graph: Graph) -> str:
         "groups": [{"id": g.id, "label": g.label, "parent": g.parent} for g in graph.groups],
     }
     return json.dumps(doc, indent=2) + "\n"
+
+
+# -------------------------------------------------------------------------------------------
+# Registered models, run folders and the gallery
+# -------------------------------------------------------------------------------------------
+
+
+def registered_diagram(name: str, **options: Any) -> str:
+    """The diagram of registered model `name` on its seeded example input (reproducible)."""
+    import torch
+
+    from fieldguide.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    return diagram(model, model.example_input(1), **options)
+
+
+def run_diagram(run_dir: Any, **options: Any) -> str:
+    """The diagram of the model a run folder trained, built from its config.toml."""
+    from pathlib import Path
+
+    import torch
+
+    from fieldguide.api.config import RunConfig
+    from fieldguide.models.registry import create_model
+
+    config_path = Path(run_dir) / "config.toml"
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"diagram expects a run folder with a config.toml; {run_dir} has none."
+        )
+    run = RunConfig.from_toml(config_path)
+    torch.manual_seed(0)
+    model = create_model(run.model, **run.model_config)
+    return diagram(model, model.example_input(1), **options)
+
+
+GALLERY_HEADER = """# Diagrams of every registered model
+
+Generated from the code by `python -m fieldguide.api.diagram docs/diagrams.md`; a test fails when
+this file is stale, so it always shows what the code does. Each diagram is traced from one
+forward pass on the model's example input (batch 1) at depth 1: top-level parts as boxes, runs of
+identical blocks collapsed with their count, `+` for residual adds and frames for the containers
+that hold them. `fieldguide diagram NAME --depth 2 --shapes` opens each block (its residual adds
+and skip edges) and adds output shapes; `--format dot` or `json` gives Graphviz or data.
+"""
+
+
+def gallery() -> str:
+    """docs/diagrams.md: every registered model's depth-1 diagram, by family."""
+    from fieldguide.models.registry import FAMILIES, get_entry, list_models
+
+    parts = [GALLERY_HEADER]
+    for family in FAMILIES:
+        names = list_models(family)
+        if not names:
+            continue
+        parts.append(f"\n## {family}\n")
+        for name in names:
+            parts.append(f"\n### {name}\n\n{get_entry(name).summary}\n")
+            parts.append(f"\n```mermaid\n{registered_diagram(name, shapes=True)}```\n")
+    return "".join(parts)
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/diagrams.md")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(gallery())
+    print(f"wrote {target}")

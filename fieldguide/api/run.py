@@ -262,9 +262,10 @@ def train(
 def _write_outputs(
     run_dir: Path, run: RunConfig, data: Any, task: Any, net: Any, result: Any, test: dict
 ) -> None:
-    """model.safetensors, curves.png and report.md of a finished run."""
+    """model.safetensors, curves.png, diagram.mmd and report.md of a finished run."""
     from safetensors.torch import save_model
 
+    from fieldguide.api.diagram import run_diagram
     from fieldguide.api.report import plot_curves, render_report
 
     tmp = run_dir / ".model.safetensors.tmp"
@@ -276,4 +277,5 @@ def _write_outputs(
     save_model(net, str(tmp), metadata=meta)  # tied weights (LM embedding = head) stored once
     tmp.replace(run_dir / "model.safetensors")
     plot_curves(result.history, run_dir / "curves.png")
+    write_atomic(run_dir / "diagram.mmd", run_diagram(run_dir))
     write_atomic(run_dir / "report.md", render_report(run, data, task, net, result, test, run_dir))

@@ -227,9 +227,13 @@ class _Recorder(TorchFunctionMode):
             for t in inputs:
                 if id(t) not in self.inside:
                     self.box_inputs |= self.sources.get(id(t), frozenset())
+            # Tensors made here keep their inputs' origins: a later box that reads one (a cached
+            # normalised adjacency, say) is then linked to where its data came from.
+            origin = self._from(inputs)
             for t in outputs:
                 self.keep.append(t)
                 self.inside.add(id(t))
+                self.sources.setdefault(id(t), origin)
             return result
         name = getattr(func, "__name__", "")
         sources = [self.sources.get(id(t), frozenset()) for t in inputs]

@@ -1,4 +1,4 @@
-"""`fieldguide` command: list, show, train, generate, data list. Parsing and printing only.
+"""`fieldguide` command: list, show, diagram, train, generate, data list. Parsing and printing.
 
 Errors are one line on stderr and exit code 2; `--debug` shows the traceback instead.
 `list`, `show` and `data list` answer without importing torch.
@@ -100,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="one model's card: config, parameters, expected input")
     p.add_argument("name")
 
+    p = sub.add_parser("diagram", help="a model or a run's model as Mermaid, DOT or JSON")
+    p.add_argument("target", metavar="NAME|RUN", help="a registered model name or a run folder")
+    p.add_argument("--format", choices=("mermaid", "dot", "json"), default="mermaid")
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        help="1: the model's top-level parts; 2: each block's parts and residual adds; ...",
+    )
+    p.add_argument("--shapes", action="store_true", help="add each node's output shape")
+    p.add_argument("--direction", choices=("LR", "TD"), default="LR", help="flowchart direction")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of printing")
+
     p = sub.add_parser("train", help="train a model and write a run folder")
     p.add_argument("model_pos", nargs="?", metavar="MODEL", help="model name (same as --model)")
     p.add_argument(
@@ -174,6 +187,36 @@ def cmd_list(args: argparse.Namespace) -> None:
     _console().print(table)
 
 
+def cmd_diagram(args: argparse.Namespace) -> None:
+    """Print or write a traced diagram of a registered model or a run folder's model."""
+    from pathlib import Path
+
+    from fieldguide.api.diagram import registered_diagram, run_diagram
+    from fieldguide.models.catalog import load_catalog
+
+    options = {
+        "depth": args.depth,
+        "shapes": args.shapes,
+        "format": args.format,
+        "direction": args.direction,
+    }
+    target = Path(args.target)
+    if target.is_dir():
+        text = run_diagram(target, **options)
+    else:
+        catalog = load_catalog()
+        if args.target not in catalog:
+            raise ValueError(
+                unknown("model", args.target, catalog, "give a model name or a run folder.")
+            )
+        text = registered_diagram(args.target, **options)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+
+
 def cmd_show(args: argparse.Namespace) -> None:
     """Print one model's card."""
     from rich.console import Console
@@ -195,6 +238,8 @@ def cmd_show(args: argparse.Namespace) -> None:
     console.print("config")
     for key, value in card["config"].items():
         console.print(f"  {key} = {value}")
+    console.print(f"diagram     (Mermaid, traced from the code; `fieldguide diagram {args.name}`)")
+    console.print(card["diagram"], markup=False, highlight=False)
     console.print(
         f"create      fieldguide.create_model({args.name!r}, ...)  or  "
         f"fieldguide train --model {args.name}"
@@ -286,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {
         "list": cmd_list,
         "show": cmd_show,
+        "diagram": cmd_diagram,
         "train": cmd_train,
         "generate": cmd_generate,
         "data": cmd_data,

@@ -15,7 +15,8 @@ CATALOG = Path(__file__).with_name("catalog.json")
 
 
 def build_catalog() -> dict[str, dict[str, Any]]:
-    """Name -> family, summary, parameters, input, invariants and config, built from the code."""
+    """Name -> family, summary, parameters, input, invariants, config and diagram, from the code."""
+    from fieldguide.api.diagram import registered_diagram
     from fieldguide.models.registry import create_model, get_entry, list_models
 
     catalog = {}
@@ -32,6 +33,7 @@ def build_catalog() -> dict[str, dict[str, Any]]:
             "invariants": sorted(model.invariants),
             "receptive_field": getattr(model, "receptive_field", None),
             "config": config,
+            "diagram": registered_diagram(name),  # Mermaid, depth 1, for `fieldguide show`
         }
     return catalog
 
