@@ -11,6 +11,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@bash scripts/starter-data.sh
+	@bash scripts/diagram-tools.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

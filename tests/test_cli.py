@@ -70,7 +70,11 @@ def test_train_writes_a_complete_run_folder_and_config_repeats_it(tmp_path, caps
         "metrics.jsonl",
         "curves.png",
         "report.md",
+        "diagram.mmd",
     }
+    # The diagram is of the model as trained: sized for the data (64 pixels in, 10 classes out).
+    diagram = (run / "diagram.mmd").read_text()
+    assert diagram.startswith("flowchart LR") and "HiddenBlock" in diagram
     assert f"run folder: {run}" in out and "test  loss" in out
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     report = (run / "report.md").read_text()

@@ -136,10 +136,14 @@ def _occupied(graph: Graph) -> set[str]:
 
 
 def mermaid_text(text: str) -> str:
-    """`text` made safe inside a quoted Mermaid label: quotes and markup as entity codes."""
-    replaced = text.replace("&", "#amp;").replace('"', "#quot;")
-    replaced = replaced.replace("<", "#lt;").replace(">", "#gt;")
-    return replaced.replace("\n", "<br/>")
+    """`text` made safe inside a quoted Mermaid label, found with Mermaid 11's own parser.
+
+    Mermaid rewrites every `#word;` as an entity, reads `&` and `<letter` as HTML and a quote
+    as the label's end, so `#` goes first (the codes contain it), then & " < > and backtick.
+    """
+    replaced = text.replace("#", "#35;").replace("&", "#amp;").replace('"', "#quot;")
+    replaced = replaced.replace("<", "#lt;").replace(">", "#gt;").replace("`", "#96;")
+    return replaced.replace("\n", "<br/>") or " "
 
 
 def to_mermaid(graph: Graph, *, shapes: bool = False, direction: str = "LR") -> str:
