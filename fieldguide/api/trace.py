@@ -5,9 +5,9 @@ submodule say which module is running, and a `TorchFunctionMode` records every t
 on the way, with the tensors it reads and writes. From that record comes a graph whose nodes are
 
 - the model's inputs and its output;
-- boxes: the modules `depth` levels below the model (containers such as `nn.Sequential` and
-  `nn.ModuleList` are not counted: they become groups), and modules without children above that
-  depth; what happens inside a box is hidden in it;
+- boxes, labelled "attribute: Class" ("qkv: Linear"): the modules `depth` levels below the
+  model (containers such as `nn.Sequential` and `nn.ModuleList` are not counted: they become
+  groups), and modules without children above that depth; what happens inside a box is hidden;
 - the operations that join data paths between boxes: residual adds (`+`), concatenations,
   elementwise products (`×`), attention (`scaled_dot_product_attention`), matrix products, and a
   sparse matrix product, drawn as aggregation over neighbours (message passing);
@@ -199,7 +199,10 @@ class _Recorder(TorchFunctionMode):
             if isinstance(module, PASS_THROUGH):  # nothing to draw in eval mode: a wire
                 self._set(outputs, frozenset(self.box_inputs) or self._from(_tensors(args)))
                 return
-            label = getattr(module, "diagram_label", None) or type(module).__name__
+            # "qkv: Linear": the attribute says what the module is for, the class what it is.
+            attribute = box_path.rsplit(".", 1)[-1]
+            named = "" if attribute.isdigit() else f"{attribute}: "
+            label = getattr(module, "diagram_label", None) or named + type(module).__name__
             params = tuple((n, tuple(p.shape)) for n, p in module.named_parameters())
             node = Node(
                 node_id,

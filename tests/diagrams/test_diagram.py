@@ -27,6 +27,11 @@ def inputs_of(graph, node_id):
     return {s for s, t in graph.edges if t == node_id}
 
 
+def cls(graph, node_id):
+    """The class a box draws: its label is "attribute: Class" (a count may follow)."""
+    return graph.node(node_id).label.split(": ")[-1].split(" ×")[0]
+
+
 def test_every_registered_model_gives_valid_mermaid_at_depths_1_to_3():
     texts = {
         f"{name} depth {depth}": registered_diagram(name, depth=depth, shapes=depth == 2)
@@ -52,11 +57,10 @@ def test_resnet_has_a_skip_edge_around_each_block():
         skip = [
             s
             for s in inputs_of(graph, add.id)
-            if s not in members
-            or (graph.node(s).label == "Shortcut" and inputs_of(graph, s) - members)
+            if s not in members or (cls(graph, s) == "Shortcut" and inputs_of(graph, s) - members)
         ]
         assert skip, f"{block.label}: no skip edge around the block"
-        body = [s for s in inputs_of(graph, add.id) if graph.node(s).label == "BatchNorm2d"]
+        body = [s for s in inputs_of(graph, add.id) if cls(graph, s) == "BatchNorm2d"]
         assert body, f"{block.label}: the residual branch does not reach the add"
 
 
@@ -71,9 +75,7 @@ def test_transformer_block_shows_both_residual_adds():
         first, second = adds
         assert inputs_of(graph, first.id) - members  # the block's input skips the attention
         assert first.id in inputs_of(graph, second.id)  # and the first sum skips the MLP
-        labels = {
-            graph.node(s).label for s in inputs_of(graph, first.id) | inputs_of(graph, second.id)
-        }
+        labels = {cls(graph, s) for s in inputs_of(graph, first.id) | inputs_of(graph, second.id)}
         assert {"MultiHeadAttention", "MLP"} <= labels
 
 
@@ -103,7 +105,7 @@ def test_gcn_shows_aggregation_over_neighbours():
 )
 def test_collapsing_keeps_the_block_counts(name, block, count):
     graph = traced(name)
-    boxes = [n for n in graph.nodes if n.kind == "box" and n.label.startswith(block)]
+    boxes = [n for n in graph.nodes if n.kind == "box" and cls(graph, n.id) == block]
     assert sum(n.count for n in boxes) == count
     assert any(n.count > 1 for n in boxes)  # something did collapse
     for n in boxes:
@@ -114,14 +116,16 @@ def test_blocks_that_differ_do_not_collapse():
     graph = traced("resnet18")
     stage = [n for n in graph.nodes if n.group == "g_stages.1"]
     # The first block of a stage halves the size through a projection shortcut: not the same.
-    assert [n.label for n in stage] == ["BasicBlock", "BasicBlock"]
+    assert [cls(graph, n.id) for n in stage] == ["BasicBlock", "BasicBlock"]
+    assert [n.count for n in stage] == [1, 1]
 
 
 def test_depth_one_shows_blocks_and_depth_two_opens_them():
     shallow, deep = traced("resnet-tiny", 1), traced("resnet-tiny", 2)
-    assert {n.label for n in shallow.nodes if n.kind == "box"} >= {"BasicBlock", "Linear"}
+    assert {n.label for n in shallow.nodes if n.kind == "box"} >= {"BasicBlock", "head: Linear"}
     assert not any(n.kind == "add" for n in shallow.nodes)  # the adds are inside the blocks
-    assert "BasicBlock" not in {n.label for n in deep.nodes}
+    assert "BasicBlock" not in {cls(deep, n.id) for n in deep.nodes}
+    assert "conv1: Conv2d" in {n.label for n in deep.nodes}
     assert sum(n.kind == "add" for n in deep.nodes) == 3  # one per block
     assert len(traced("resnet-tiny", 3).nodes) >= len(deep.nodes) > len(shallow.nodes)
 
@@ -147,7 +151,7 @@ def test_a_concatenated_skip_is_a_concat_node_fed_from_both_levels():
     graph = trace(TinyUNet(), torch.randn(1, 1, 8, 8))
     (concat,) = [n for n in graph.nodes if n.kind == "concat"]
     labels = {graph.node(s).label for s in inputs_of(graph, concat.id)}
-    assert labels == {"Conv2d", "Upsample"}
+    assert labels == {"down: Conv2d", "up: Upsample"}  # the skip and the upsampled path
 
 
 def test_python_api_takes_any_module_and_its_input():
