@@ -39,17 +39,14 @@ class ClassificationTask:
     def __init__(
         self, data: ClassificationData, *, label_smoothing: float = 0.0, class_weights: str = "none"
     ) -> None:
-        if class_weights not in ("none", "balanced"):
-            raise ValueError(f"class_weights must be 'none' or 'balanced', got '{class_weights}'.")
         self.data = data
         self.num_classes = len(data.classes)
         self.label_smoothing = label_smoothing
         self._inputs = {s: getattr(data, s).x for s in SPLITS}
         self._targets = {s: getattr(data, s).y for s in SPLITS}
-        self.class_weights: Tensor | None = None
-        if class_weights == "balanced":  # w_c = N / (K · N_c): rare classes weigh more
-            counts = torch.bincount(self._targets["train"], minlength=self.num_classes).float()
-            self.class_weights = counts.sum() / (self.num_classes * counts.clamp(min=1))
+        self.class_weights = class_weight_vector(
+            class_weights, self._targets["train"], self.num_classes
+        )
 
     def build_model(self, name: str, **overrides: Any) -> nn.Module:
         """Create model `name` sized for this data: input shape in, one logit per class out."""
@@ -88,10 +85,7 @@ class ClassificationTask:
         """Cross-entropy of the model's logits against the labels (the batch's last tensor)."""
         *inputs, y = batch
         logits = self.logits(model, tuple(inputs))
-        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
-        return F.cross_entropy(
-            logits.float(), y, weight=weight, label_smoothing=self.label_smoothing
-        )
+        return cross_entropy(logits, y, self.class_weights, self.label_smoothing)
 
     @torch.no_grad()
     def predict(
@@ -127,6 +121,24 @@ class ClassificationTask:
             model, split, device=device, batch_size=batch_size, autocast=autocast
         )
         return classification_metrics(probs, y, self.num_classes, split)
+
+
+def class_weight_vector(class_weights: str, train_labels: Tensor, k: int) -> Tensor | None:
+    """None for "none"; for "balanced", w_c = N / (K · N_c) over the training labels."""
+    if class_weights not in ("none", "balanced"):
+        raise ValueError(f"class_weights must be 'none' or 'balanced', got '{class_weights}'.")
+    if class_weights == "none":
+        return None
+    counts = torch.bincount(train_labels, minlength=k).float()  # rare classes weigh more
+    return counts.sum() / (k * counts.clamp(min=1))
+
+
+def cross_entropy(
+    logits: Tensor, y: Tensor, class_weights: Tensor | None, label_smoothing: float
+) -> Tensor:
+    """Cross-entropy in float32 with optional class weights and label smoothing."""
+    weight = None if class_weights is None else class_weights.to(logits.device)
+    return F.cross_entropy(logits.float(), y, weight=weight, label_smoothing=label_smoothing)
 
 
 def classification_metrics(probs: Tensor, y: Tensor, k: int, split: str) -> dict[str, float]:

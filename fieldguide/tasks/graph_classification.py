@@ -16,14 +16,17 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fieldguide.data.base import GraphSetData
 from fieldguide.layers.graph import batch_graphs
 from fieldguide.models.registry import get_entry, replace_config
 from fieldguide.tasks.base import evaluating
-from fieldguide.tasks.classification import classification_metrics
+from fieldguide.tasks.classification import (
+    class_weight_vector,
+    classification_metrics,
+    cross_entropy,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -38,17 +41,14 @@ class GraphClassificationTask:
     def __init__(
         self, data: GraphSetData, *, label_smoothing: float = 0.0, class_weights: str = "none"
     ) -> None:
-        if class_weights not in ("none", "balanced"):
-            raise ValueError(f"class_weights must be 'none' or 'balanced', got '{class_weights}'.")
         self.data = data
         self.num_classes = len(data.classes)
         self.label_smoothing = label_smoothing
         self.graphs = {s: getattr(data, s) for s in SPLITS}
         self.labels = {s: torch.stack([g.y.reshape(()) for g in self.graphs[s]]) for s in SPLITS}
-        self.class_weights: Tensor | None = None
-        if class_weights == "balanced":  # w_c = N / (K · N_c) over the training graphs
-            counts = torch.bincount(self.labels["train"], minlength=self.num_classes).float()
-            self.class_weights = counts.sum() / (self.num_classes * counts.clamp(min=1))
+        self.class_weights = class_weight_vector(
+            class_weights, self.labels["train"], self.num_classes
+        )
 
     def build_model(self, name: str, **overrides: Any) -> nn.Module:
         """Create graph model `name` with a readout: node features in, K logits per graph out."""
@@ -88,10 +88,8 @@ class GraphClassificationTask:
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
         """Cross-entropy of the graphs' logits against their labels."""
-        logits = self.logits(model, batch)
-        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
-        return F.cross_entropy(
-            logits.float(), batch[-1], weight=weight, label_smoothing=self.label_smoothing
+        return cross_entropy(
+            self.logits(model, batch), batch[-1], self.class_weights, self.label_smoothing
         )
 
     @torch.no_grad()

@@ -20,13 +20,16 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fieldguide.data.base import GraphData
 from fieldguide.models.registry import get_entry, replace_config
 from fieldguide.tasks.base import evaluating
-from fieldguide.tasks.classification import classification_metrics
+from fieldguide.tasks.classification import (
+    class_weight_vector,
+    classification_metrics,
+    cross_entropy,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -56,8 +59,6 @@ class NodeClassificationTask:
         label_smoothing: float = 0.0,
         class_weights: str = "none",
     ) -> None:
-        if class_weights not in ("none", "balanced"):
-            raise ValueError(f"class_weights must be 'none' or 'balanced', got '{class_weights}'.")
         self.data = data
         self.graph = data.graph
         self.num_classes = len(data.classes)
@@ -66,10 +67,9 @@ class NodeClassificationTask:
         self.nodes = {s: getattr(data, s) for s in SPLITS}
         empty = torch.zeros(0, dtype=self.graph.x.dtype)
         self.edge_weight = self.graph.edge_weight if self.graph.edge_weight is not None else empty
-        self.class_weights: Tensor | None = None
-        if class_weights == "balanced":  # w_c = N / (K · N_c) over the training nodes
-            counts = torch.bincount(self.graph.y[self.nodes["train"]], minlength=self.num_classes)
-            self.class_weights = counts.sum() / (self.num_classes * counts.clamp(min=1).float())
+        self.class_weights = class_weight_vector(
+            class_weights, self.graph.y[self.nodes["train"]], self.num_classes
+        )
         self.sampler = None
         self.model_reads_graph = True
 
@@ -142,10 +142,8 @@ class NodeClassificationTask:
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
         """Cross-entropy at the batch's labelled nodes."""
-        logits = self.logits(model, batch)
-        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
-        return F.cross_entropy(
-            logits.float(), batch[-1], weight=weight, label_smoothing=self.label_smoothing
+        return cross_entropy(
+            self.logits(model, batch), batch[-1], self.class_weights, self.label_smoothing
         )
 
     @torch.no_grad()
