@@ -277,5 +277,5 @@ def _write_outputs(
     save_model(net, str(tmp), metadata=meta)  # tied weights (LM embedding = head) stored once
     tmp.replace(run_dir / "model.safetensors")
     plot_curves(result.history, run_dir / "curves.png")
-    write_atomic(run_dir / "diagram.mmd", run_diagram(run_dir))
+    write_atomic(run_dir / "diagram.mmd", run_diagram(run_dir, shapes=True))  # sized for the data
     write_atomic(run_dir / "report.md", render_report(run, data, task, net, result, test, run_dir))
