@@ -208,3 +208,16 @@ def test_configs_reject_impossible_sizes():
         SAGEConfig(dropout=1.0)
     with pytest.raises(ValueError, match="needs node feature vectors"):
         create_model("gcn").config_for_data(GNNConfig(), (8, 8), 3)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gat", "graphsage"])
+def test_memory_grows_with_edges_not_nodes_squared(name):
+    # Guide §7 (known defect): a dense N x N adjacency here would need 200k^2 * 4 B = 149 GiB.
+    n, e = 200_000, 400_000
+    g = torch.Generator().manual_seed(10)
+    edge_index = torch.randint(0, n, (2, e), generator=g)
+    sizes = {"in_dim": 4, "hidden_dim": 8, **({"heads": 2} if name == "gat" else {})}
+    model = create_model(name, **sizes)
+    out = model(torch.randn(n, 4, generator=g), edge_index)
+    out.sum().backward()
+    assert out.shape == (n, 2) and torch.isfinite(out).all()
