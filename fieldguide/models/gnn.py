@@ -215,6 +215,7 @@ class GNN(Model):
 
     invariants = frozenset({"permutation_equivariant"})
     takes_graph = True  # forward reads (x, edge_index, ...), not one tensor per example
+    reads_edge_weight = True  # False: edge weights are checked, then left out
     example_nodes_per_graph = 5  # nodes of each graph in a graph-level example input
 
     def __init__(self, config: GNNConfig) -> None:
@@ -303,8 +304,9 @@ class GNN(Model):
             edge_weight = graph.edge_weight if edge_weight is None else edge_weight
             batch = graph.batch if batch is None else batch
         check_graph(x, edge_index, edge_weight, batch, in_dim=self.config.in_dim, owner=self.name)
+        weight = edge_weight if self.reads_edge_weight else None  # GAT learns its own weights
         edges = self._edges.get(
-            edge_index, edge_weight, x.shape[0], undirected=self.config.undirected, dtype=x.dtype
+            edge_index, weight, x.shape[0], undirected=self.config.undirected, dtype=x.dtype
         )
         h = x
         for block in self.blocks:
@@ -316,6 +318,8 @@ class GNN(Model):
 
 class GAT(GNN):
     """Graph attention network (Velickovic et al., 2018) on sparse edges."""
+
+    reads_edge_weight = False  # attention decides how much each neighbour counts
 
     def make_conv(self, in_dim: int, out_dim: int) -> nn.Module:
         """One multi-head attention layer."""
