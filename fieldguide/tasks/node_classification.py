@@ -34,11 +34,6 @@ from fieldguide.tasks.classification import (
 SPLITS = ("train", "val", "test")
 
 
-def takes_graph(model: nn.Module) -> bool:
-    """Whether `model` reads (x, edge_index, ...) rather than one feature row per example."""
-    return bool(getattr(model, "takes_graph", False))
-
-
 def graph_forward(model: nn.Module, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
     """The model's outputs for every node; an empty edge_weight means unweighted."""
     return model(x, edge_index, edge_weight if edge_weight.numel() else None)
