@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
+
+from fieldguide.models.registry import get_entry, replace_config
 
 
 class Task(Protocol):
@@ -62,3 +64,16 @@ def evaluating(model: nn.Module) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
+
+
+def preset_config(name: str, overrides: dict[str, Any]) -> tuple[type, Any]:
+    """The class and config of preset `name` with `overrides` applied (checked by the registry)."""
+    entry = get_entry(name)
+    return entry.cls, replace_config(entry.config, name, **overrides)
+
+
+def instantiate(cls: type, config: Any, name: str) -> nn.Module:
+    """Build `cls(config)` and give it its registry name (used in errors and run folders)."""
+    model = cls(config)
+    model.name = name
+    return model

@@ -23,8 +23,7 @@ from torchmetrics.classification import (
 )
 
 from fieldguide.data.base import ClassificationData
-from fieldguide.models.registry import get_entry, replace_config
-from fieldguide.tasks.base import evaluating
+from fieldguide.tasks.base import evaluating, instantiate, preset_config
 
 SPLITS = ("train", "val", "test")
 
@@ -50,11 +49,9 @@ class ClassificationTask:
 
     def build_model(self, name: str, **overrides: Any) -> nn.Module:
         """Create model `name` sized for this data: input shape in, one logit per class out."""
-        entry = get_entry(name)
-        config = replace_config(entry.config, name, **overrides)
-        config = entry.cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
-        model = entry.cls(config)
-        model.name = name
+        cls, config = preset_config(name, overrides)
+        config = cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
+        model = instantiate(cls, config, name)
         # A model that reads vectors (an MLP) sees each image as its flattened pixels.
         wants_vectors = model.example_input(1).ndim == 2
         if wants_vectors and len(self.data.input_shape) > 1:

@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fieldguide.data.base import SeriesData
-from fieldguide.models.registry import get_entry, replace_config
-from fieldguide.tasks.base import evaluating
+from fieldguide.tasks.base import evaluating, instantiate, preset_config
 
 SPLITS = ("train", "val", "test")
 
@@ -195,8 +194,7 @@ class ForecastingTask:
         The model pools with "last" (the output after the newest input step); an override of
         `pool` to "mean" is kept, "none" is refused since the task needs one output per window.
         """
-        entry = get_entry(name)
-        config = replace_config(entry.config, name, **overrides)
+        cls, config = preset_config(name, overrides)
         if not hasattr(config, "pool"):
             raise ValueError(
                 f"forecasting needs a sequence model, whose config has pool; model '{name}' has "
@@ -208,12 +206,10 @@ class ForecastingTask:
                 "ForecastingTask needs one output per window, so pool must be 'last' or 'mean'; "
                 "got pool='none'."
             )
-        config = entry.cls.config_for_data(
+        config = cls.config_for_data(
             config, (self.context, self.num_columns), self.horizon * self.num_columns
         )
-        model = entry.cls(dataclasses.replace(config, pool=pool))
-        model.name = name
-        return model
+        return instantiate(cls, dataclasses.replace(config, pool=pool), name)
 
     @property
     def train_size(self) -> int:

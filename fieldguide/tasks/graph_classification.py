@@ -20,8 +20,7 @@ from torch import Tensor, nn
 
 from fieldguide.data.base import GraphSetData
 from fieldguide.layers.graph import batch_graphs
-from fieldguide.models.registry import get_entry, replace_config
-from fieldguide.tasks.base import evaluating
+from fieldguide.tasks.base import evaluating, instantiate, preset_config
 from fieldguide.tasks.classification import (
     class_weight_vector,
     classification_metrics,
@@ -52,19 +51,16 @@ class GraphClassificationTask:
 
     def build_model(self, name: str, **overrides: Any) -> nn.Module:
         """Create graph model `name` with a readout: node features in, K logits per graph out."""
-        entry = get_entry(name)
-        if not getattr(entry.cls, "takes_graph", False):
+        cls, config = preset_config(name, overrides)
+        if not getattr(cls, "takes_graph", False):
             raise ValueError(
                 f"graph classification needs a graph model (gcn, gat, graphsage, ...); {name} "
                 "does not read edges."
             )
-        config = replace_config(entry.config, name, **overrides)
-        config = entry.cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
+        config = cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
         if config.readout == "none":  # one output per graph: pool the nodes, mean by default
             config = dataclasses.replace(config, readout="mean")
-        model = entry.cls(config)
-        model.name = name
-        return model
+        return instantiate(cls, config, name)
 
     def split_sizes(self) -> dict[str, int]:
         """Graphs per split."""

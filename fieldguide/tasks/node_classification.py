@@ -23,8 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from fieldguide.data.base import GraphData
-from fieldguide.models.registry import get_entry, replace_config
-from fieldguide.tasks.base import evaluating
+from fieldguide.tasks.base import evaluating, instantiate, preset_config
 from fieldguide.tasks.classification import (
     class_weight_vector,
     classification_metrics,
@@ -70,10 +69,9 @@ class NodeClassificationTask:
 
     def build_model(self, name: str, **overrides: Any) -> nn.Module:
         """Create model `name`: node features in, one logit per class out, per node."""
-        entry = get_entry(name)
-        config = replace_config(entry.config, name, **overrides)
-        config = entry.cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
-        reads_graph = bool(getattr(entry.cls, "takes_graph", False))
+        cls, config = preset_config(name, overrides)
+        config = cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
+        reads_graph = bool(getattr(cls, "takes_graph", False))
         if reads_graph and config.readout != "none":
             raise ValueError(
                 f"node classification needs one output per node; {name} has "
@@ -100,10 +98,8 @@ class NodeClassificationTask:
                 self.graph.edge_weight,
                 undirected=config.undirected,
             )
-        model = entry.cls(config)
-        model.name = name
         self.model_reads_graph = reads_graph
-        return model
+        return instantiate(cls, config, name)
 
     def split_sizes(self) -> dict[str, int]:
         """Labelled nodes per split."""

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from fieldguide.data.base import ClassificationData, Split
-from fieldguide.models.registry import get_entry, replace_config
+from fieldguide.tasks.base import instantiate, preset_config
 from fieldguide.tasks.classification import SPLITS, ClassificationTask
 
 
@@ -75,19 +75,16 @@ class SequenceClassificationTask(ClassificationTask):
         The pool is "last" for a causal model and "mean" otherwise (see `choose_pool`); a
         `pool` in `overrides` wins.
         """
-        entry = get_entry(name)
-        config = replace_config(entry.config, name, **overrides)
+        cls, config = preset_config(name, overrides)
         if not hasattr(config, "pool"):
             raise ValueError(
                 f"sequence classification needs a sequence model, whose config has pool; "
                 f"model '{name}' has none; try 'gru' or 'tcn' (`fieldguide list`)."
             )
-        config = entry.cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
+        config = cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
         if "pool" not in overrides:
-            config = dataclasses.replace(config, pool=choose_pool(entry.cls, config))
-        model = entry.cls(config)
-        model.name = name
-        return model
+            config = dataclasses.replace(config, pool=choose_pool(cls, config))
+        return instantiate(cls, config, name)
 
     def batch(self, split: str, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(x, lengths, y) for the examples `index` of `split`."""

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from fieldguide.data.base import SeriesData
-from fieldguide.tasks import forecasting
+from fieldguide.tasks import base as task_base
 from fieldguide.tasks.forecasting import (
     ForecastingTask,
     forecast_metrics,
@@ -198,7 +198,7 @@ def test_the_seasonal_naive_model_scores_a_ratio_of_exactly_one(anchor):
 
 
 def test_trains_with_the_real_trainer(monkeypatch):
-    monkeypatch.setattr(forecasting, "get_entry", lambda name: stand_in_entry())
+    monkeypatch.setattr(task_base, "get_entry", lambda name: stand_in_entry())
     task = ForecastingTask(toy_series())
     torch.manual_seed(0)
     model = task.build_model("stand-in")
@@ -210,7 +210,7 @@ def test_trains_with_the_real_trainer(monkeypatch):
 
 
 def test_build_model_sizes_the_head(monkeypatch):
-    monkeypatch.setattr(forecasting, "get_entry", lambda name: stand_in_entry(causal=False))
+    monkeypatch.setattr(task_base, "get_entry", lambda name: stand_in_entry(causal=False))
     task = ForecastingTask(toy_series(), context=12, horizon=5)
     model = task.build_model("gru")
     assert isinstance(model, StandIn) and model.name == "gru"

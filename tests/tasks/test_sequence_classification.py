@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fieldguide.data.base import ClassificationData, Split
-from fieldguide.tasks import sequence_classification
+from fieldguide.tasks import base as task_base
 from fieldguide.tasks.sequence_classification import SequenceClassificationTask, choose_pool
 from fieldguide.train.config import TrainConfig
 from fieldguide.train.loop import Trainer
@@ -44,9 +44,7 @@ def stand_in(monkeypatch):
     """Make build_model find the stand-in model under any name; returns a causal switch."""
 
     def use(causal: bool = True) -> None:
-        monkeypatch.setattr(
-            sequence_classification, "get_entry", lambda name: stand_in_entry(causal)
-        )
+        monkeypatch.setattr(task_base, "get_entry", lambda name: stand_in_entry(causal))
 
     use()
     return use
@@ -158,7 +156,7 @@ def test_rejects_a_model_without_pool(monkeypatch):
         hidden_dim: int = 4
 
     monkeypatch.setattr(
-        sequence_classification, "get_entry", lambda name: Entry("mlp", "mlp", FlatConfig(), Flat)
+        task_base, "get_entry", lambda name: Entry("mlp", "mlp", FlatConfig(), Flat)
     )
     task = SequenceClassificationTask(synthetic_sequences())
     with pytest.raises(ValueError, match="needs a sequence model"):
