@@ -200,6 +200,11 @@ def cmd_diagram(args: argparse.Namespace) -> None:
         "format": args.format,
         "direction": args.direction,
     }
+    if args.output and not Path(args.output).resolve().parent.is_dir():
+        raise ValueError(
+            f"diagram expects -o FILE in an existing folder; {Path(args.output).parent} does not "
+            "exist."
+        )
     target = Path(args.target)
     if target.is_dir():
         text = run_diagram(target, **options)

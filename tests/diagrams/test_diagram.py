@@ -209,6 +209,8 @@ def test_cli_diagram_of_a_name_and_of_a_run_folder(tmp_path, capsys):
     assert json.loads(out.read_text())["depth"] == 2
     assert main(["diagram", "resnt18"]) == 2
     assert "did you mean 'resnet18'" in capsys.readouterr().err
+    assert main(["diagram", "gcn", "-o", str(tmp_path / "missing" / "gcn.mmd")]) == 2
+    assert "-o FILE in an existing folder" in capsys.readouterr().err
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.toml").write_text('[model]\nname = "mlp"\n[model.config]\nhidden_dim = 8\n')
