@@ -202,16 +202,16 @@ class _Recorder(TorchFunctionMode):
             # "qkv: Linear": the attribute says what the module is for, the class what it is.
             attribute = box_path.rsplit(".", 1)[-1]
             named = "" if attribute.isdigit() else f"{attribute}: "
-            label = getattr(module, "diagram_label", None) or named + type(module).__name__
+            label = str(getattr(module, "diagram_label", None) or named + type(module).__name__)
             params = tuple((n, tuple(p.shape)) for n, p in module.named_parameters())
             node = Node(
                 node_id,
                 "box",
-                str(label),
+                label,
                 tuple(outputs[0].shape) if outputs else None,
                 self._group(),
                 box_path,
-                (type(module).__name__, str(label), params),
+                (type(module).__name__, label, params),
             )
             self.add_node(node, frozenset(self.box_inputs))
             self._set(outputs, frozenset({node_id}))
@@ -223,7 +223,7 @@ class _Recorder(TorchFunctionMode):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
         inputs = _tensors(args) + _tensors(kwargs)
-        outputs = [t for t in _tensors(result) if isinstance(t, Tensor)]
+        outputs = _tensors(result)
         if not outputs:
             return result
         if self.box is not None:  # inside a box: only note what enters it from outside
@@ -238,27 +238,26 @@ class _Recorder(TorchFunctionMode):
                 self.inside.add(id(t))
                 self.sources.setdefault(id(t), origin)
             return result
-        name = getattr(func, "__name__", "")
         sources = [self.sources.get(id(t), frozenset()) for t in inputs]
         joined = frozenset().union(*sources)
-        kind_label = JOINS.get(name)
+        kind_label = JOINS.get(getattr(func, "__name__", ""))
         if (
             kind_label
             and kind_label[0] == "matmul"
-            and any(t.is_sparse or t.layout != torch.strided for t in inputs)
+            and any(t.layout != torch.strided for t in inputs)
         ):
             kind_label = ("aggregate", "Σ over neighbours (sparse A · X)")
-        data_inputs = sum(1 for s in sources if s)
+        # Attention and aggregation are always drawn; other joins only where two data paths meet.
         # Arithmetic on node numbers or on the raw inputs alone (building a graph's normalised
-        # edges, say) is bookkeeping, not a join of two data paths.
-        bookkeeping = not outputs[0].is_floating_point() or joined <= self.input_ids
-        if kind_label and kind_label[0] in ("attention", "aggregate"):
-            bookkeeping = False
-        if (
-            kind_label
-            and not bookkeeping
-            and (data_inputs >= 2 or kind_label[0] in ("attention", "aggregate"))
-        ):
+        # edges, say) is bookkeeping, not a join.
+        always = kind_label is not None and kind_label[0] in ("attention", "aggregate")
+        meets = (
+            kind_label is not None
+            and sum(1 for s in sources if s) >= 2
+            and outputs[0].is_floating_point()
+            and not joined <= self.input_ids
+        )
+        if always or meets:
             kind, label = kind_label
             node = Node(self._new_id(kind[0]), kind, label, tuple(outputs[0].shape), self._group())
             self.add_node(node, joined)
