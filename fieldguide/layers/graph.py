@@ -314,8 +314,22 @@ class EdgeStructure:
         """The (N, N) CSR matrix M with `values` (E,) on its edges, or its transpose M^T."""
         if transpose:
             crow, col, perm = self.transposed()
-            return _csr(crow, col, values[perm], self.num_nodes)
+            return _csr(crow, col, self._permuted(values, perm), self.num_nodes)
         return _csr(self.crow, self.src, values.contiguous(), self.num_nodes)
+
+    def _permuted(self, values: Tensor, perm: Tensor) -> Tensor:
+        """values[perm], kept for constant values (a GCN's normalised adjacency) across steps.
+
+        One entry, replaced when other values come: it holds the values it was made from, so
+        their memory (and address, part of the key) cannot pass to another tensor meanwhile.
+        """
+        if values.requires_grad:
+            return values[perm]
+        key = (values.data_ptr(), values.shape, values.dtype, values._version)
+        cached = self._derived.get("permuted")
+        if cached is None or cached[0] != key:
+            cached = self._derived["permuted"] = (key, values, values[perm])
+        return cached[2]
 
 
 def _coalesce(key: Tensor, weight: Tensor, reduce: str) -> tuple[Tensor, Tensor]:

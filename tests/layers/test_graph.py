@@ -264,3 +264,18 @@ def test_bad_weights_and_batch_vectors_get_one_sentence():
         check_graph(x, edge_index, None, torch.tensor([0, 0, 1]), in_dim=3, owner="gcn")
     with pytest.raises(TypeError, match="batch as an int64 tensor"):
         check_graph(x, edge_index, None, torch.zeros(4), in_dim=3, owner="gcn")
+
+
+def test_constant_values_are_permuted_once_and_other_values_are_not_mixed_up():
+    edge_index, weight = random_graph(n=8, e=20, seed=8)
+    edges = EdgeStructure.build(edge_index, weight, 8, dtype=torch.float64)
+    m = dense_adjacency(edge_index, weight, 8)
+    for scale in (1.0, 1.0, 3.0):  # the same constant values twice, then other ones
+        # No gradient on the values: the backward may keep their M^T order between steps.
+        values = edges.weight if scale == 1.0 else edges.weight * scale
+        x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+        spmm(edges, values, x).square().sum().backward()
+        expected = torch.autograd.grad(((m * scale) @ x).square().sum(), x)[0]
+        torch.testing.assert_close(x.grad, expected)
+    kept = edges._derived["permuted"]
+    assert kept[1] is not edges.weight  # replaced by the last values, not accumulated
