@@ -246,7 +246,7 @@ class Trainer:
             raise NonFiniteLossError(
                 f"the training loss became {losses[i].item()} at step {steps[i]} "
                 f"(epoch {self.state.epoch + 1}); "
-                f"training stopped; the last good checkpoint is {where}. "
+                f"training stopped (last checkpoint written: {where}). "
                 "Try a lower --lr or gradient clipping."
             )
         self.state.epoch_loss_sum += float(losses.sum())
