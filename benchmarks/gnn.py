@@ -188,8 +188,12 @@ class OursGAT(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = GATConv(IN_DIM, HIDDEN, GATConfig(heads=HEADS, attn_dropout=0.0), concat=True)
-        self.conv2 = GATConv(HIDDEN, OUT_DIM, GATConfig(heads=1, attn_dropout=0.0), concat=False)
+        self.conv1 = GATConv(
+            IN_DIM, HIDDEN, GATConfig(num_heads=HEADS, attn_dropout=0.0), concat=True
+        )
+        self.conv2 = GATConv(
+            HIDDEN, OUT_DIM, GATConfig(num_heads=1, attn_dropout=0.0), concat=False
+        )
         self.cache = StructureCache()
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:

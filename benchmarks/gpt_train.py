@@ -55,8 +55,8 @@ def flops_per_token(model: nn.Module, context: int) -> float:
     if not any(
         isinstance(m, nn.Linear) and m.out_features == cfg.vocab_size for m in model.modules()
     ):
-        matmul += cfg.vocab_size * cfg.dim  # the tied output projection reuses the embedding
-    return 6 * matmul + 12 * cfg.num_layers * cfg.dim * context
+        matmul += cfg.vocab_size * cfg.hidden_dim  # the tied output projection reuses the embedding
+    return 6 * matmul + 12 * cfg.num_layers * cfg.hidden_dim * context
 
 
 def corpus(context: int) -> TextData:

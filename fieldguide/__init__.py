@@ -5,7 +5,7 @@ any of them, and the guide's advice as code. Importing this package does not imp
 the model families are imported on first use.
 
     >>> import fieldguide
-    >>> model = fieldguide.create_model("resnet-tiny", num_classes=10)
+    >>> model = fieldguide.create_model("resnet-tiny", out_dim=10)
     >>> from fieldguide.api import train
 """
 

@@ -90,7 +90,7 @@ def test_unknown_override_names_the_field_and_a_close_match():
 
 
 def test_unknown_override_without_a_close_match_lists_the_fields():
-    with pytest.raises(ValueError, match=r"'zzz'; choose from .*num_classes"):
+    with pytest.raises(ValueError, match=r"'zzz'; choose from .*out_dim"):
         create_model("resnet-tiny", zzz=1)
 
 
@@ -142,7 +142,7 @@ def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         model.config.hidden_dim = 3
     with pytest.raises(dataclasses.FrozenInstanceError):
-        get_entry("resnet18").config.num_classes = 3
+        get_entry("resnet18").config.out_dim = 3
 
 
 @pytest.mark.parametrize(
@@ -151,12 +151,12 @@ def test_config_is_frozen():
         ("mlp", {"dropout": 1.5}, r"MLPConfig\.dropout must be in \[0, 1\), got 1\.5"),
         ("mlp", {"dropout": -0.1}, r"MLPConfig\.dropout"),
         ("mlp", {"hidden_dim": 0}, r"MLPConfig\.hidden_dim must be at least 1, got 0"),
-        ("mlp", {"in_dim": 0}, r"MLPConfig\.in_dim"),
+        ("mlp", {"in_channels": 0}, r"MLPConfig\.in_channels"),
         ("mlp", {"num_layers": -1}, r"MLPConfig\.num_layers must be >= 0, got -1"),
         ("resnet18", {"layers": (2, 2)}, r"ResNetConfig\.layers and widths .* got 2 and 4"),
         ("resnet18", {"layers": (), "widths": ()}, r"ResNetConfig\.layers and widths"),
         ("resnet18", {"layers": (2, 0, 2, 2)}, r"ResNetConfig\.layers and widths must be positive"),
-        ("resnet18", {"num_classes": 0}, r"ResNetConfig\.in_channels and num_classes"),
+        ("resnet18", {"out_dim": 0}, r"ResNetConfig\.in_channels and out_dim"),
         ("resnet18", {"dropout": 1.0}, r"ResNetConfig\.dropout"),
     ],
 )
@@ -181,7 +181,7 @@ def test_register_rejects_a_config_class_or_non_dataclass():
     with pytest.raises(TypeError, match="dataclass instance; got type"):
         register("not-registered", MLPConfig, MLP)
     with pytest.raises(TypeError, match="dataclass instance; got dict"):
-        register("not-registered", {"in_dim": 3}, MLP)
+        register("not-registered", {"in_channels": 3}, MLP)
     assert "not-registered" not in list_models()
 
 

@@ -48,7 +48,7 @@ from fieldguide.models.registry import register
 class GNNConfig:
     """Sizes of a GCN; GAT and GraphSAGE add their own fields. `create_model` takes any field."""
 
-    in_dim: int = 16  # node features
+    in_channels: int = 16  # node features
     hidden_dim: int = 64
     out_dim: int = 2  # classes (node or graph level)
     num_layers: int = 2  # message-passing layers = hops each output sees
@@ -60,7 +60,7 @@ class GNNConfig:
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for field in ("in_dim", "hidden_dim", "out_dim", "num_layers"):
+        for field in ("in_channels", "hidden_dim", "out_dim", "num_layers"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{name}.{field} must be at least 1, got {getattr(self, field)}.")
         if not 0.0 <= self.dropout < 1.0:
@@ -72,19 +72,19 @@ class GATConfig(GNNConfig):
     """Sizes of a GAT: a GNNConfig plus attention heads."""
 
     dropout: float = 0.6  # the paper's value, on features
-    heads: int = 8  # hidden_dim is split across them when concat_heads
+    num_heads: int = 8  # hidden_dim is split across them when concat_heads
     concat_heads: bool = True  # False: every head has hidden_dim features, averaged
     attn_dropout: float = 0.6  # on the attention weights, in training
     negative_slope: float = 0.2  # of the LeakyReLU on attention scores
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.heads < 1:
-            raise ValueError(f"GATConfig.heads must be at least 1, got {self.heads}.")
-        if self.concat_heads and self.hidden_dim % self.heads:
+        if self.num_heads < 1:
+            raise ValueError(f"GATConfig.num_heads must be at least 1, got {self.num_heads}.")
+        if self.concat_heads and self.hidden_dim % self.num_heads:
             raise ValueError(
-                f"GATConfig.hidden_dim ({self.hidden_dim}) must be divisible by heads "
-                f"({self.heads}) when concat_heads is True."
+                f"GATConfig.hidden_dim ({self.hidden_dim}) must be divisible by num_heads "
+                f"({self.num_heads}) when concat_heads is True."
             )
         if not 0.0 <= self.attn_dropout < 1.0:
             raise ValueError(f"GATConfig.attn_dropout must be in [0, 1), got {self.attn_dropout}.")
@@ -130,8 +130,8 @@ class GATConv(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, config: GATConfig, concat: bool) -> None:
         super().__init__()
-        self.heads, self.concat = config.heads, concat
-        self.head_dim = out_dim // config.heads if concat else out_dim
+        self.heads, self.concat = config.num_heads, concat
+        self.head_dim = out_dim // config.num_heads if concat else out_dim
         self.attn_dropout, self.negative_slope = config.attn_dropout, config.negative_slope
         self.linear = nn.Linear(in_dim, self.heads * self.head_dim, bias=False)
         self.att_src = nn.Parameter(torch.empty(self.heads, self.head_dim))
@@ -220,7 +220,7 @@ class GNN(Model):
 
     def __init__(self, config: GNNConfig) -> None:
         super().__init__(config)
-        dims = [config.in_dim] + [config.hidden_dim] * config.num_layers
+        dims = [config.in_channels] + [config.hidden_dim] * config.num_layers
         self.blocks = nn.ModuleList(
             GNNBlock(self.make_conv(d_in, d_out), d_in, d_out, config)
             for d_in, d_out in zip(dims[:-1], dims[1:], strict=True)
@@ -242,7 +242,7 @@ class GNN(Model):
         """What forward expects."""
         batch = ", batch (N,) of graph ids" if self.config.readout != "none" else ""
         return (
-            f"node features x (N, {self.config.in_dim}), edge_index (2, E), optional "
+            f"node features x (N, {self.config.in_channels}), edge_index (2, E), optional "
             f"edge_weight (E,){batch}; or a fieldguide Graph / torch_geometric Data"
         )
 
@@ -264,7 +264,7 @@ class GNN(Model):
             )
             parts.append(ei + g * n)
         edge_index = torch.cat(parts, 1)
-        x = torch.randn(graphs * n, self.config.in_dim)
+        x = torch.randn(graphs * n, self.config.in_channels)
         weight = torch.rand(edge_index.shape[1]) + 0.5
         if self.config.readout == "none":
             return x, edge_index, weight
@@ -280,7 +280,7 @@ class GNN(Model):
                 f"{cls.__name__} needs node feature vectors of shape (C,); the data gives "
                 f"{input_shape}."
             )
-        return replace(config, in_dim=input_shape[0], out_dim=num_outputs)
+        return replace(config, in_channels=input_shape[0], out_dim=num_outputs)
 
     def forward(
         self,
@@ -289,7 +289,7 @@ class GNN(Model):
         edge_weight: Tensor | None = None,
         batch: Tensor | None = None,
     ) -> Tensor:
-        """Map node features x (N, in_dim) over edges (2, E) to (N, out_dim), or (G, out_dim).
+        """Map node features x (N, in_channels) over edges (2, E) to (N, out_dim), or (G, out_dim).
 
         Args:
             x: node features, or a whole graph (a fieldguide `Graph` or a torch_geometric
@@ -303,7 +303,9 @@ class GNN(Model):
             x, edge_index = graph.x, graph.edge_index
             edge_weight = graph.edge_weight if edge_weight is None else edge_weight
             batch = graph.batch if batch is None else batch
-        check_graph(x, edge_index, edge_weight, batch, in_dim=self.config.in_dim, owner=self.name)
+        check_graph(
+            x, edge_index, edge_weight, batch, in_dim=self.config.in_channels, owner=self.name
+        )
         weight = edge_weight if self.reads_edge_weight else None  # GAT learns its own weights
         edges = self._edges.get(
             edge_index, weight, x.shape[0], undirected=self.config.undirected, dtype=x.dtype

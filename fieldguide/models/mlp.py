@@ -25,7 +25,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tan
 class MLPConfig:
     """Sizes of an MLP; `create_model` takes any field as an override."""
 
-    in_dim: int = 64
+    in_channels: int = 64
     out_dim: int = 10  # classes for classification, targets for regression
     hidden_dim: int = 256
     num_layers: int = 2  # hidden blocks; 0 gives a linear model
@@ -35,7 +35,7 @@ class MLPConfig:
     residual: bool = False  # add each hidden block's input to its output
 
     def __post_init__(self) -> None:
-        for field in ("in_dim", "out_dim", "hidden_dim"):
+        for field in ("in_channels", "out_dim", "hidden_dim"):
             if getattr(self, field) < 1:
                 raise ValueError(
                     f"MLPConfig.{field} must be at least 1, got {getattr(self, field)}."
@@ -80,29 +80,29 @@ class MLP(Model):
 
     def __init__(self, config: MLPConfig) -> None:
         super().__init__(config)
-        dims = [config.in_dim] + [config.hidden_dim] * config.num_layers
+        dims = [config.in_channels] + [config.hidden_dim] * config.num_layers
         self.blocks = nn.Sequential(*(HiddenBlock(d, config) for d in dims[:-1]))
         self.head = nn.Linear(dims[-1], config.out_dim)
 
     @property
     def input_description(self) -> str:
         """What forward expects."""
-        return f"features (B, {self.config.in_dim})"
+        return f"features (B, {self.config.in_channels})"
 
     def example_input(self, batch_size: int = 2) -> Tensor:
-        """Random features of shape (batch_size, in_dim)."""
-        return torch.randn(batch_size, self.config.in_dim)
+        """Random features of shape (batch_size, in_channels)."""
+        return torch.randn(batch_size, self.config.in_channels)
 
     @classmethod
     def config_for_data(
         cls, config: MLPConfig, input_shape: tuple[int, ...], num_outputs: int
     ) -> MLPConfig:
         """Flattened samples in, `num_outputs` out: images are read as pixel vectors."""
-        return replace(config, in_dim=math.prod(input_shape), out_dim=num_outputs)
+        return replace(config, in_channels=math.prod(input_shape), out_dim=num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map features x of shape (B, in_dim) to outputs of shape (B, out_dim)."""
-        check_shape(x, "B D", D=self.config.in_dim, owner=self.name, name="x", what="features")
+        """Map features x of shape (B, in_channels) to outputs of shape (B, out_dim)."""
+        check_shape(x, "B D", D=self.config.in_channels, owner=self.name, name="x", what="features")
         return self.head(self.blocks(x))
 
 

@@ -129,7 +129,7 @@ def create_model(name: str, **overrides: Any) -> Any:
     """Build the registered model `name`, with any config field overridden by keyword.
 
     Example:
-        >>> model = create_model("resnet-tiny", num_classes=5)
+        >>> model = create_model("resnet-tiny", out_dim=5)
     """
     entry = get_entry(name)
     config = replace_config(entry.config, name, **overrides)

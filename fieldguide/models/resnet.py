@@ -28,7 +28,7 @@ class ResNetConfig:
     layers: tuple[int, ...] = (2, 2, 2, 2)  # blocks per stage; stages after the first halve H×W
     widths: tuple[int, ...] = (64, 128, 256, 512)  # inner width per stage (x4 out for bottleneck)
     in_channels: int = 3
-    num_classes: int = 1000
+    out_dim: int = 1000
     stem: Literal["imagenet", "small"] = "imagenet"  # 7x7/2 + max-pool, or 3x3/1 for tiny images
     stem_width: int = 64
     norm: Literal["batch", "group"] = "batch"  # group norm for tiny batches (guide §16)
@@ -46,8 +46,8 @@ class ResNetConfig:
                 f"ResNetConfig.layers and widths must be positive, "
                 f"got {self.layers}, {self.widths}."
             )
-        if self.in_channels < 1 or self.num_classes < 1:
-            raise ValueError("ResNetConfig.in_channels and num_classes must be at least 1.")
+        if self.in_channels < 1 or self.out_dim < 1:
+            raise ValueError("ResNetConfig.in_channels and out_dim must be at least 1.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ResNetConfig.dropout must be in [0, 1), got {self.dropout}.")
 
@@ -172,7 +172,7 @@ class ResNet(Model):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(c, config.num_classes)
+        self.head = nn.Linear(c, config.out_dim)
         self.feature_dim = c
         self._init_weights()
 
@@ -209,7 +209,7 @@ class ResNet(Model):
             raise ValueError(
                 f"ResNet needs image samples of shape (C, H, W); the data gives {input_shape}."
             )
-        return replace(config, in_channels=input_shape[0], num_classes=num_outputs)
+        return replace(config, in_channels=input_shape[0], out_dim=num_outputs)
 
     def features(self, x: Tensor) -> Tensor:
         """Pooled features of shape (B, feature_dim) for images x of shape (B, C, H, W)."""
@@ -220,7 +220,7 @@ class ResNet(Model):
         return self.pool(h).flatten(1)  # (B, C')
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map images x of shape (B, in_channels, H, W) to logits of shape (B, num_classes)."""
+        """Map images x of shape (B, in_channels, H, W) to logits of shape (B, out_dim)."""
         return self.head(self.drop(self.features(x)))
 
 
@@ -233,7 +233,7 @@ register(
         layers=(1, 1, 1),
         widths=(32, 64, 128),
         in_channels=1,
-        num_classes=10,
+        out_dim=10,
         stem="small",
         stem_width=32,
     ),

@@ -46,7 +46,7 @@ class TransformerConfig:
     """Sizes of a Transformer; `create_model` takes any field as an override."""
 
     vocab_size: int = 259  # 256 bytes + PAD, BOS, EOS
-    dim: int = 256  # D, the width of the residual stream
+    hidden_dim: int = 256  # D, the width of the residual stream
     num_layers: int = 4  # blocks; an encoder-decoder has this many on each side
     num_heads: int = 4  # h; D/h is each head's width
     mlp: Literal["gelu", "swiglu"] = "gelu"
@@ -59,18 +59,18 @@ class TransformerConfig:
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for field in ("vocab_size", "dim", "num_layers", "num_heads", "max_len"):
+        for field in ("vocab_size", "hidden_dim", "num_layers", "num_heads", "max_len"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{name}.{field} must be at least 1, got {getattr(self, field)}.")
-        if self.dim % self.num_heads != 0:
+        if self.hidden_dim % self.num_heads != 0:
             raise ValueError(
-                f"{name}.dim must be divisible by num_heads; got dim={self.dim}, "
+                f"{name}.hidden_dim must be divisible by num_heads; got hidden_dim={self.hidden_dim}, "
                 f"num_heads={self.num_heads}."
             )
-        if self.positions == "rotary" and (self.dim // self.num_heads) % 2 != 0:
+        if self.positions == "rotary" and (self.hidden_dim // self.num_heads) % 2 != 0:
             raise ValueError(
-                f"{name} with rotary positions needs an even head width dim/num_heads; "
-                f"got {self.dim}/{self.num_heads}."
+                f"{name} with rotary positions needs an even head width hidden_dim/num_heads; "
+                f"got {self.hidden_dim}/{self.num_heads}."
             )
         if self.mlp not in ("gelu", "swiglu"):
             raise ValueError(f"{name}.mlp must be 'gelu' or 'swiglu', got {self.mlp!r}.")
@@ -88,13 +88,13 @@ class TransformerConfig:
 class EncoderConfig(TransformerConfig):
     """A Transformer encoder's sizes and its head; `create_model` takes any field as an override.
 
-    head "sequence": one prediction per sequence, the mean over real tokens (B, num_classes);
-    "token": one per token (B, T, num_classes); "mlm": masked-LM logits (B, T, V), through the
+    head "sequence": one prediction per sequence, the mean over real tokens (B, out_dim);
+    "token": one per token (B, T, out_dim); "mlm": masked-LM logits (B, T, V), through the
     token embedding when tie_weights.
     """
 
     head: Literal["sequence", "token", "mlm"] = "sequence"
-    num_classes: int = 2  # sequence and token heads
+    out_dim: int = 2  # sequence and token heads
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,9 +102,9 @@ class EncoderConfig(TransformerConfig):
             raise ValueError(
                 f"EncoderConfig.head must be 'sequence', 'token' or 'mlm', got {self.head!r}."
             )
-        if self.num_classes < 1:
+        if self.out_dim < 1:
             raise ValueError(
-                f"EncoderConfig.num_classes must be at least 1, got {self.num_classes}."
+                f"EncoderConfig.out_dim must be at least 1, got {self.out_dim}."
             )
 
 
@@ -231,20 +231,20 @@ class TokenModel(Model):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__(config)
-        self.token_embedding = nn.Embedding(config.vocab_size, config.dim)
+        self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_dim)
         self.drop = nn.Dropout(config.dropout)
 
     def _positions(self) -> nn.Embedding | None:
         """A learned position table (max_len, D), or None for rotary positions."""
         if self.config.positions == "rotary":
             return None
-        return nn.Embedding(self.config.max_len, self.config.dim)
+        return nn.Embedding(self.config.max_len, self.config.hidden_dim)
 
     def _blocks(self, cross: bool = False) -> nn.ModuleList:
         c = self.config
         return nn.ModuleList(
             TransformerBlock(
-                c.dim,
+                c.hidden_dim,
                 c.num_heads,
                 mlp=c.mlp,
                 mlp_ratio=c.mlp_ratio,
@@ -354,11 +354,11 @@ class TransformerEncoder(TokenModel):
         super().__init__(config)
         self.position_embedding = self._positions()
         self.blocks = self._blocks()
-        self.norm = nn.LayerNorm(config.dim, bias=config.bias)
+        self.norm = nn.LayerNorm(config.hidden_dim, bias=config.bias)
         if config.head != "mlm":
-            self.head = nn.Linear(config.dim, config.num_classes)
+            self.head = nn.Linear(config.hidden_dim, config.out_dim)
         elif not config.tie_weights:
-            self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+            self.head = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
         self._init_weights()
 
     @property
@@ -369,8 +369,8 @@ class TransformerEncoder(TokenModel):
     def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         """Map token ids x (B, T) to the head's outputs; padding_mask (B, T) is True at real ids.
 
-        Returns (B, num_classes) for head "sequence" (mean over real tokens), (B, T,
-        num_classes) for "token" and (B, T, V) for "mlm"; per-token outputs are zero at padded
+        Returns (B, out_dim) for head "sequence" (mean over real tokens), (B, T,
+        out_dim) for "token" and (B, T, V) for "mlm"; per-token outputs are zero at padded
         steps, so nothing in the output depends on what fills the padding.
         """
         self._check_ids(x, "x")
@@ -395,7 +395,7 @@ class TransformerEncoder(TokenModel):
         config = super().config_for_data(config, input_shape, config.vocab_size)
         if config.head == "mlm":
             return replace(config, vocab_size=num_outputs)
-        return replace(config, num_classes=num_outputs)
+        return replace(config, out_dim=num_outputs)
 
 
 class TransformerDecoder(TokenModel):
@@ -409,9 +409,9 @@ class TransformerDecoder(TokenModel):
         super().__init__(config)
         self.position_embedding = self._positions()
         self.blocks = self._blocks()
-        self.norm = nn.LayerNorm(config.dim, bias=config.bias)
+        self.norm = nn.LayerNorm(config.hidden_dim, bias=config.bias)
         if not config.tie_weights:
-            self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+            self.head = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
         self._init_weights()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -437,7 +437,7 @@ class TransformerDecoder(TokenModel):
         """Empty caches (B, h, 0, D/h), on the model's device and dtype."""
         c = self.config
         like = self.token_embedding.weight
-        empty = like.new_zeros(batch_size, c.num_heads, 0, c.dim // c.num_heads)
+        empty = like.new_zeros(batch_size, c.num_heads, 0, c.hidden_dim // c.num_heads)
         return DecoderState(tuple(KVCache(empty, empty) for _ in range(c.num_layers)))
 
     def step(self, x_t: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
@@ -511,12 +511,12 @@ class EncoderDecoder(TokenModel):
         super().__init__(config)
         self.encoder_positions = self._positions()
         self.encoder_blocks = self._blocks()
-        self.encoder_norm = nn.LayerNorm(config.dim, bias=config.bias)
+        self.encoder_norm = nn.LayerNorm(config.hidden_dim, bias=config.bias)
         self.decoder_positions = self._positions()
         self.decoder_blocks = self._blocks(cross=True)
-        self.decoder_norm = nn.LayerNorm(config.dim, bias=config.bias)
+        self.decoder_norm = nn.LayerNorm(config.hidden_dim, bias=config.bias)
         if not config.tie_weights:
-            self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+            self.head = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
         self._init_weights()
 
     @property
@@ -599,7 +599,7 @@ class EncoderDecoder(TokenModel):
         """Encode src (B, S) once; the state holds each block's projected context."""
         memory = self.encode(src, src_padding_mask)  # (B, S, D)
         c = self.config
-        empty = memory.new_zeros(src.shape[0], c.num_heads, 0, c.dim // c.num_heads)
+        empty = memory.new_zeros(src.shape[0], c.num_heads, 0, c.hidden_dim // c.num_heads)
         return EncoderDecoderState(
             tuple(KVCache(empty, empty) for _ in range(c.num_layers)),
             tuple(block.cross_attn.context_cache(memory) for block in self.decoder_blocks),
@@ -710,32 +710,40 @@ class EncoderDecoder(TokenModel):
 
 # Tiny presets for tests; byte vocabulary unless noted.
 register(
-    "gpt-tiny", TransformerConfig(dim=32, num_layers=2, num_heads=4, max_len=64), TransformerDecoder
+    "gpt-tiny",
+    TransformerConfig(hidden_dim=32, num_layers=2, num_heads=4, max_len=64),
+    TransformerDecoder,
 )
 register(
     "bert-tiny",
-    EncoderConfig(dim=32, num_layers=2, num_heads=4, max_len=64, head="sequence"),
+    EncoderConfig(hidden_dim=32, num_layers=2, num_heads=4, max_len=64, head="sequence"),
     TransformerEncoder,
 )
 # T5-like in shape: no biases, a gated MLP, relative positions (rotary, not T5's bucketed bias).
 register(
     "t5-tiny",
     TransformerConfig(
-        dim=32, num_layers=2, num_heads=4, max_len=64, mlp="swiglu", positions="rotary", bias=False
+        hidden_dim=32,
+        num_layers=2,
+        num_heads=4,
+        max_len=64,
+        mlp="swiglu",
+        positions="rotary",
+        bias=False,
     ),
     EncoderDecoder,
 )
 # 10,845,312 parameters: a byte-level GPT that trains on a CPU.
 register(
     "gpt-mini",
-    TransformerConfig(dim=384, num_layers=6, num_heads=6, max_len=256),
+    TransformerConfig(hidden_dim=384, num_layers=6, num_heads=6, max_len=256),
     TransformerDecoder,
 )
 # GPT-2 small's shape: 124,439,808 parameters, the output embedding tied to the input's.
 register(
     "gpt2-small",
     TransformerConfig(
-        vocab_size=50257, dim=768, num_layers=12, num_heads=12, max_len=1024, dropout=0.1
+        vocab_size=50257, hidden_dim=768, num_layers=12, num_heads=12, max_len=1024, dropout=0.1
     ),
     TransformerDecoder,
 )

@@ -39,8 +39,8 @@ class ViTConfig:
     image_size: int = 224  # H = W of the input; the position table is sized for it
     patch_size: int = 16  # P; must divide image_size
     in_channels: int = 3
-    num_classes: int = 1000
-    dim: int = 768  # D, the width of the residual stream
+    out_dim: int = 1000
+    hidden_dim: int = 768  # D, the width of the residual stream
     num_layers: int = 12
     num_heads: int = 12  # h; D/h is each head's width
     mlp: Literal["gelu", "swiglu"] = "gelu"
@@ -53,8 +53,8 @@ class ViTConfig:
             "image_size",
             "patch_size",
             "in_channels",
-            "num_classes",
-            "dim",
+            "out_dim",
+            "hidden_dim",
             "num_layers",
             "num_heads",
         ):
@@ -67,9 +67,9 @@ class ViTConfig:
                 f"ViTConfig.image_size must be divisible by patch_size; got image_size="
                 f"{self.image_size}, patch_size={self.patch_size}."
             )
-        if self.dim % self.num_heads != 0:
+        if self.hidden_dim % self.num_heads != 0:
             raise ValueError(
-                f"ViTConfig.dim must be divisible by num_heads; got dim={self.dim}, "
+                f"ViTConfig.hidden_dim must be divisible by num_heads; got hidden_dim={self.hidden_dim}, "
                 f"num_heads={self.num_heads}."
             )
         if self.mlp not in ("gelu", "swiglu"):
@@ -96,20 +96,22 @@ class ViT(Model):
         super().__init__(config)
         c = config
         # Flatten each P×P patch and project it to D: one convolution with kernel = stride = P.
-        self.patch_embedding = nn.Conv2d(c.in_channels, c.dim, c.patch_size, stride=c.patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim)) if c.pool == "cls" else None
+        self.patch_embedding = nn.Conv2d(
+            c.in_channels, c.hidden_dim, c.patch_size, stride=c.patch_size
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.hidden_dim)) if c.pool == "cls" else None
         num_tokens = c.num_patches + (1 if c.pool == "cls" else 0)
-        self.position_embedding = nn.Parameter(torch.zeros(1, num_tokens, c.dim))
+        self.position_embedding = nn.Parameter(torch.zeros(1, num_tokens, c.hidden_dim))
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(
-                c.dim, c.num_heads, mlp=c.mlp, mlp_ratio=c.mlp_ratio, dropout=c.dropout
+                c.hidden_dim, c.num_heads, mlp=c.mlp, mlp_ratio=c.mlp_ratio, dropout=c.dropout
             )
             for _ in range(c.num_layers)
         )
-        self.norm = nn.LayerNorm(c.dim)
-        self.head = nn.Linear(c.dim, c.num_classes)
-        self.feature_dim = c.dim  # width of `features`, as ResNet's
+        self.norm = nn.LayerNorm(c.hidden_dim)
+        self.head = nn.Linear(c.hidden_dim, c.out_dim)
+        self.feature_dim = c.hidden_dim  # width of `features`, as ResNet's
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -170,7 +172,7 @@ class ViT(Model):
                 f"images and patch_size is {config.patch_size}; override patch_size with a "
                 f"divisor of {height} or resize the images."
             )
-        return replace(config, in_channels=channels, image_size=height, num_classes=num_outputs)
+        return replace(config, in_channels=channels, image_size=height, out_dim=num_outputs)
 
     def no_weight_decay(self) -> set[str]:
         """The position table and class token: decay would pull them toward zero (as timm)."""
@@ -207,7 +209,7 @@ class ViT(Model):
         return h[:, 0] if self.config.pool == "cls" else h.mean(1)  # (B, D)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map images x of shape (B, in_channels, H, W) to logits of shape (B, num_classes)."""
+        """Map images x of shape (B, in_channels, H, W) to logits of shape (B, out_dim)."""
         return self.head(self.features(x))
 
 
@@ -218,8 +220,8 @@ register(
         image_size=8,
         patch_size=2,
         in_channels=1,
-        num_classes=10,
-        dim=64,
+        out_dim=10,
+        hidden_dim=64,
         num_layers=4,
         num_heads=4,
     ),
@@ -232,8 +234,8 @@ register(
         image_size=224,
         patch_size=16,
         in_channels=3,
-        num_classes=1000,
-        dim=768,
+        out_dim=1000,
+        hidden_dim=768,
         num_layers=12,
         num_heads=12,
         mlp_ratio=4.0,

@@ -48,7 +48,7 @@ def test_taking_all_neighbours_gives_the_full_graph_outputs_at_the_seeds(name):
     edge_index = torch.randint(0, 300, (2, 600), generator=g)  # sparse: 2 hops stay local
     graph = Graph(torch.randn(300, 4, generator=g), edge_index, torch.rand(600, generator=g) + 0.5)
     torch.manual_seed(3)
-    model = create_model(name, in_dim=4).eval()
+    model = create_model(name, in_channels=4).eval()
     seeds = torch.tensor([3, 64, 17, 90])
     sub = NeighborSampler(graph.edge_index, graph.num_nodes, (-1, -1), graph.edge_weight).sample(
         seeds

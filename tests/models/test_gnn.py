@@ -20,7 +20,7 @@ def test_one_layer_gcn_equals_the_dense_formula(in_dim, hidden_dim, undirected):
     model = (
         create_model(
             "gcn",
-            in_dim=in_dim,
+            in_channels=in_dim,
             hidden_dim=hidden_dim,
             num_layers=1,
             dropout=0.0,
@@ -55,7 +55,7 @@ def dense_gat(conv, x, m):
 @pytest.mark.parametrize("concat", [True, False])
 def test_gat_layer_equals_dense_masked_attention(concat):
     torch.manual_seed(2)
-    config = GATConfig(heads=3, hidden_dim=6, attn_dropout=0.0)
+    config = GATConfig(num_heads=3, hidden_dim=6, attn_dropout=0.0)
     conv = GATConv(4, 6, config, concat=concat).double().eval()
     edge_index, _ = random_graph(seed=3)
     x = torch.randn(9, 4, dtype=torch.float64)
@@ -76,7 +76,7 @@ def test_graph_readouts_are_invariant_to_renumbering_nodes(name, how):
 @pytest.mark.parametrize("readout", ["none", "mean"])
 def test_a_batch_of_graphs_gives_each_graph_its_own_outputs(name, readout):
     torch.manual_seed(4)
-    model = create_model(name, in_dim=3, readout=readout).eval()
+    model = create_model(name, in_channels=3, readout=readout).eval()
     graphs = []
     for seed, n in enumerate([4, 7, 1, 5]):  # one graph is a single isolated node
         edge_index, weight = random_graph(n=n, e=2 * n, seed=seed)
@@ -176,7 +176,7 @@ def test_directed_and_undirected_options_differ_on_a_one_way_graph():
 def test_outputs_reach_exactly_num_layers_hops():
     chain = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])  # messages flow 0 -> 5
     for layers in (1, 2, 3):
-        model = create_model("graphsage", in_dim=2, num_layers=layers).eval()
+        model = create_model("graphsage", in_channels=2, num_layers=layers).eval()
         x = torch.randn(6, 2, requires_grad=True)
         model(x, chain)[5].sum().backward()
         reached = (x.grad.abs().sum(1) > 0).nonzero().squeeze(1).tolist()
@@ -184,7 +184,7 @@ def test_outputs_reach_exactly_num_layers_hops():
 
 
 def test_model_rejects_bad_graphs_naming_itself():
-    model = create_model("gcn", in_dim=4)
+    model = create_model("gcn", in_channels=4)
     x = torch.randn(5, 4)
     with pytest.raises(
         ValueError, match=r"^gcn expects node features x of shape \(N, 4\); got \(5, 3\)"
@@ -194,14 +194,14 @@ def test_model_rejects_bad_graphs_naming_itself():
         model(x, torch.tensor([[0], [5]]))
     with pytest.raises(TypeError, match=r"^gcn expects edge_index as a torch.Tensor"):
         model(x)
-    graph_model = create_model("gcn", in_dim=4, readout="mean")
+    graph_model = create_model("gcn", in_channels=4, readout="mean")
     with pytest.raises(ValueError, match="batch sorted"):
         graph_model(x, torch.tensor([[0], [1]]), None, torch.tensor([1, 1, 0, 0, 0]))
 
 
 def test_configs_reject_impossible_sizes():
-    with pytest.raises(ValueError, match="divisible by heads"):
-        GATConfig(hidden_dim=10, heads=4)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        GATConfig(hidden_dim=10, num_heads=4)
     with pytest.raises(ValueError, match="num_layers must be at least 1"):
         GNNConfig(num_layers=0)
     with pytest.raises(ValueError, match="dropout must be in"):
@@ -216,7 +216,7 @@ def test_memory_grows_with_edges_not_nodes_squared(name):
     n, e = 200_000, 400_000
     g = torch.Generator().manual_seed(10)
     edge_index = torch.randint(0, n, (2, e), generator=g)
-    sizes = {"in_dim": 4, "hidden_dim": 8, **({"heads": 2} if name == "gat" else {})}
+    sizes = {"in_channels": 4, "hidden_dim": 8, **({"num_heads": 2} if name == "gat" else {})}
     model = create_model(name, **sizes)
     out = model(torch.randn(n, 4, generator=g), edge_index)
     out.sum().backward()

@@ -13,7 +13,7 @@ from fieldguide.models.mlp import MLP, HiddenBlock, MLPConfig
 
 
 def _mlp(**overrides) -> MLP:
-    config = {"in_dim": 16, "hidden_dim": 16, "out_dim": 3, "num_layers": 2, "dropout": 0.0}
+    config = {"in_channels": 16, "hidden_dim": 16, "out_dim": 3, "num_layers": 2, "dropout": 0.0}
     return create_model("mlp", **(config | overrides))
 
 
@@ -23,7 +23,7 @@ def _mlp(**overrides) -> MLP:
 
 
 def test_forward_is_blocks_then_head_computed_by_hand():
-    model = _mlp(in_dim=5, hidden_dim=7, num_layers=2, activation="relu").eval()
+    model = _mlp(in_channels=5, hidden_dim=7, num_layers=2, activation="relu").eval()
     x = torch.randn(4, 5)
     h = x
     for block in model.blocks:
@@ -35,7 +35,7 @@ def test_forward_is_blocks_then_head_computed_by_hand():
 
 
 def test_zero_hidden_layers_is_a_linear_model():
-    model = _mlp(in_dim=6, num_layers=0).eval()
+    model = _mlp(in_channels=6, num_layers=0).eval()
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert linears == [model.head] and len(model.blocks) == 0
     assert (model.head.in_features, model.head.out_features) == (6, 3)
@@ -50,7 +50,7 @@ def test_zero_hidden_layers_is_a_linear_model():
 
 @pytest.mark.parametrize("num_layers", [1, 3])
 def test_number_of_hidden_blocks_and_linears(num_layers):
-    model = _mlp(in_dim=5, hidden_dim=8, num_layers=num_layers)
+    model = _mlp(in_channels=5, hidden_dim=8, num_layers=num_layers)
     assert len(model.blocks) == num_layers
     assert sum(isinstance(m, nn.Linear) for m in model.modules()) == num_layers + 1
     assert model.blocks[0].linear.in_features == 5
@@ -94,7 +94,7 @@ def test_without_residual_zero_weights_give_zero():
 
 
 def test_residual_skips_only_the_block_that_changes_width():
-    model = _mlp(in_dim=10, hidden_dim=16, residual=True, num_layers=3)
+    model = _mlp(in_channels=10, hidden_dim=16, residual=True, num_layers=3)
     assert [b.residual for b in model.blocks] == [False, True, True]
     with torch.no_grad():
         assert model(torch.randn(2, 10)).shape == (2, 3)
@@ -151,9 +151,9 @@ def test_activation_variants(activation, module, fn):
 
 def test_tanh_blocks_use_xavier_and_relu_blocks_kaiming_init():
     torch.manual_seed(0)
-    tanh = HiddenBlock(64, MLPConfig(in_dim=64, hidden_dim=256, activation="tanh"))
+    tanh = HiddenBlock(64, MLPConfig(in_channels=64, hidden_dim=256, activation="tanh"))
     torch.manual_seed(0)
-    relu = HiddenBlock(64, MLPConfig(in_dim=64, hidden_dim=256, activation="relu"))
+    relu = HiddenBlock(64, MLPConfig(in_channels=64, hidden_dim=256, activation="relu"))
     xavier_bound = math.sqrt(6 / (64 + 256))  # 0.137
     kaiming_bound = 1 / math.sqrt(64)  # 0.125, kaiming_uniform_ with a=sqrt(5)
     assert kaiming_bound < tanh.linear.weight.abs().max() <= xavier_bound
@@ -190,12 +190,12 @@ def test_dropout_acts_in_train_mode_only():
 
 
 def test_config_for_data_flattens_images():
-    config = MLP.config_for_data(MLPConfig(in_dim=3, out_dim=2), (1, 8, 8), 10)
-    assert (config.in_dim, config.out_dim) == (64, 10)
+    config = MLP.config_for_data(MLPConfig(in_channels=3, out_dim=2), (1, 8, 8), 10)
+    assert (config.in_channels, config.out_dim) == (64, 10)
     config = MLP.config_for_data(MLPConfig(), (3, 4, 5), 2)
-    assert (config.in_dim, config.out_dim) == (60, 2)
+    assert (config.in_channels, config.out_dim) == (60, 2)
     config = MLP.config_for_data(MLPConfig(hidden_dim=32), (13,), 1)
-    assert (config.in_dim, config.out_dim, config.hidden_dim) == (13, 1, 32)
+    assert (config.in_channels, config.out_dim, config.hidden_dim) == (13, 1, 32)
 
 
 def test_wrong_feature_count_names_the_expected_64():

@@ -33,7 +33,7 @@ def _blocks(model: ResNet) -> list[nn.Module]:
 )
 def test_parameter_counts_match_torchvision(name, count):
     model = create_model(name)
-    assert model.config.num_classes == 1000
+    assert model.config.out_dim == 1000
     assert model.num_parameters() == count
 
 
@@ -216,7 +216,7 @@ def test_group_norm_uses_the_largest_group_count_that_divides(channels, groups):
 def test_config_for_data_takes_channels_and_classes():
     base = ResNetConfig(stem="small", widths=(8, 16, 32, 64))
     config = ResNet.config_for_data(base, (3, 32, 32), 7)
-    assert (config.in_channels, config.num_classes) == (3, 7)
+    assert (config.in_channels, config.out_dim) == (3, 7)
     assert config.widths == base.widths and config.stem == "small"
     model = ResNet(config).eval()
     with torch.no_grad():

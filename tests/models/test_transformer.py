@@ -20,7 +20,7 @@ from fieldguide.models.transformer import (
     sample_next_token,
 )
 
-SMALL = {"dim": 32, "num_layers": 2, "num_heads": 4, "max_len": 40}
+SMALL = {"hidden_dim": 32, "num_layers": 2, "num_heads": 4, "max_len": 40}
 VARIANTS = [
     {},
     {"positions": "rotary", "mlp": "swiglu", "bias": False},
@@ -58,7 +58,13 @@ def test_gpt2_small_has_gpt2s_parameter_count():
         model = create_model("gpt2-small")
     assert model.num_parameters() == 124_439_808
     c = model.config
-    assert (c.vocab_size, c.max_len, c.dim, c.num_layers, c.num_heads) == (50257, 1024, 768, 12, 12)
+    assert (c.vocab_size, c.max_len, c.hidden_dim, c.num_layers, c.num_heads) == (
+        50257,
+        1024,
+        768,
+        12,
+        12,
+    )
     assert not hasattr(model, "head"), "the output projection is the token embedding"
 
 
@@ -265,7 +271,7 @@ def test_stop_token_ends_each_sequence_and_generation():
 @pytest.mark.parametrize("head", ["sequence", "token", "mlm"])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_encoder_padding_changes_no_real_output(head, variant):
-    model = _bert(head=head, num_classes=3, **variant)
+    model = _bert(head=head, out_dim=3, **variant)
     lengths = [9, 4, 6]
     x = _ids(3, 9)
     mask = torch.arange(9)[None, :] < torch.tensor(lengths)[:, None]
@@ -285,8 +291,8 @@ def test_encoder_padding_changes_no_real_output(head, variant):
 
 def test_encoder_heads_and_their_shapes():
     x = _ids(2, 7)
-    assert _bert(head="sequence", num_classes=5)(x).shape == (2, 5)
-    assert _bert(head="token", num_classes=5)(x).shape == (2, 7, 5)
+    assert _bert(head="sequence", out_dim=5)(x).shape == (2, 5)
+    assert _bert(head="token", out_dim=5)(x).shape == (2, 7, 5)
     mlm = _bert(head="mlm")
     assert mlm(x).shape == (2, 7, 259)
     assert not hasattr(mlm, "head"), "tied: the masked-LM logits use the token embedding"
@@ -399,7 +405,7 @@ class _Scripted(EncoderDecoder):
     """
 
     def __init__(self, table: dict[tuple[int, ...], list[float]]) -> None:
-        super().__init__(TransformerConfig(vocab_size=4, dim=8, num_layers=1, num_heads=2))
+        super().__init__(TransformerConfig(vocab_size=4, hidden_dim=8, num_layers=1, num_heads=2))
         self.table = table
 
     def initial_state(self, src, src_padding_mask=None):
@@ -484,8 +490,8 @@ def test_token_ids_are_checked_at_the_boundary():
 @pytest.mark.parametrize(
     ("fields", "match"),
     [
-        ({"dim": 30, "num_heads": 4}, "divisible by num_heads"),
-        ({"dim": 12, "num_heads": 4, "positions": "rotary"}, "even head width"),
+        ({"hidden_dim": 30, "num_heads": 4}, "divisible by num_heads"),
+        ({"hidden_dim": 12, "num_heads": 4, "positions": "rotary"}, "even head width"),
         ({"mlp": "relu"}, "mlp must be"),
         ({"positions": "sinusoidal"}, "positions must be"),
         ({"dropout": 1.0}, "dropout must be"),
@@ -500,8 +506,8 @@ def test_config_checks(fields, match):
 def test_encoder_config_checks_its_head():
     with pytest.raises(ValueError, match="EncoderConfig.head must be"):
         EncoderConfig(head="cls")
-    with pytest.raises(ValueError, match="num_classes must be at least 1"):
-        EncoderConfig(num_classes=0)
+    with pytest.raises(ValueError, match="out_dim must be at least 1"):
+        EncoderConfig(out_dim=0)
 
 
 def test_config_for_data_sizes_positions_and_outputs():
@@ -511,7 +517,7 @@ def test_config_for_data_sizes_positions_and_outputs():
         TransformerDecoder.config_for_data(TransformerConfig(max_len=64), (8,), 259).max_len == 64
     )
     encoder = TransformerEncoder.config_for_data(EncoderConfig(), (32,), 7)
-    assert (encoder.num_classes, encoder.vocab_size) == (7, 259)
+    assert (encoder.out_dim, encoder.vocab_size) == (7, 259)
     mlm = TransformerEncoder.config_for_data(EncoderConfig(head="mlm"), (32,), 300)
     assert mlm.vocab_size == 300
     with pytest.raises(ValueError, match=r"samples of token ids of shape \(T,\)"):

@@ -46,7 +46,7 @@ def _shuffle_patches(x: torch.Tensor, p: int, order: torch.Tensor) -> torch.Tens
     ("image_size", "patch_size", "tokens"), [(8, 2, 16), (224, 16, 196), (32, 4, 64), (8, 8, 1)]
 )
 def test_number_of_patches_is_image_over_patch_squared(image_size, patch_size, tokens):
-    config = ViTConfig(image_size=image_size, patch_size=patch_size, dim=8, num_heads=2)
+    config = ViTConfig(image_size=image_size, patch_size=patch_size, hidden_dim=8, num_heads=2)
     assert config.num_patches == tokens == (image_size // patch_size) ** 2
 
 
@@ -74,8 +74,14 @@ def test_vit_b16_has_the_parameter_count_of_timm_and_torchvision(vit_b16):
     # vit_b_16 in torchvision and vit_base_patch16_224 in timm: 86,567,656 parameters.
     assert vit_b16.num_parameters() == 86_567_656
     c = vit_b16.config
-    assert (c.image_size, c.patch_size, c.dim, c.num_layers, c.num_heads) == (224, 16, 768, 12, 12)
-    assert (c.mlp_ratio, c.pool, c.num_classes) == (4.0, "cls", 1000)
+    assert (c.image_size, c.patch_size, c.hidden_dim, c.num_layers, c.num_heads) == (
+        224,
+        16,
+        768,
+        12,
+        12,
+    )
+    assert (c.mlp_ratio, c.pool, c.out_dim) == (4.0, "cls", 1000)
 
 
 def test_patch_embedding_is_one_linear_map_of_each_flattened_patch():
@@ -166,7 +172,10 @@ def test_rejects_the_wrong_channel_count_with_the_expected_shape():
     ("overrides", "match"),
     [
         ({"image_size": 30, "patch_size": 16}, r"image_size must be divisible by patch_size.*30"),
-        ({"dim": 100, "num_heads": 12}, r"dim must be divisible by num_heads.*dim=100"),
+        (
+            {"hidden_dim": 100, "num_heads": 12},
+            r"hidden_dim must be divisible by num_heads.*hidden_dim=100",
+        ),
         ({"patch_size": 0}, r"patch_size must be at least 1, got 0"),
         ({"num_layers": 0}, r"num_layers must be at least 1"),
         ({"pool": "max"}, r"pool must be 'cls' or 'mean', got 'max'"),
@@ -187,7 +196,7 @@ def test_create_model_checks_overrides_through_the_config():
 
 def test_config_for_data_takes_channels_size_and_classes_and_keeps_the_patch():
     config = ViT.config_for_data(ViTConfig(patch_size=4), (3, 32, 32), 5)
-    assert (config.in_channels, config.image_size, config.num_classes) == (3, 32, 5)
+    assert (config.in_channels, config.image_size, config.out_dim) == (3, 32, 5)
     assert config.patch_size == 4 and config.num_patches == 64
 
 

@@ -91,9 +91,9 @@ def test_build_model_sizes_the_config(monkeypatch):
     use_stand_in(monkeypatch, Bigram)  # preset: vocab_size 10, max_len 8
     data = text_data(cyclic(100), cyclic(40), cyclic(40))
     task = LanguageModelingTask(data, context=16)
-    model = task.build_model("stand-in", dim=4)
+    model = task.build_model("stand-in", hidden_dim=4)
     assert model.config.vocab_size == 259 and model.config.max_len == 16
-    assert model.config.dim == 4 and model.name == "stand-in"
+    assert model.config.hidden_dim == 4 and model.name == "stand-in"
     assert task.build_model("stand-in", max_len=32).config.max_len == 32  # larger is kept
     with pytest.raises(ValueError, match="got max_len=8 but language modelling feeds sequences"):
         task.build_model("stand-in", max_len=8)

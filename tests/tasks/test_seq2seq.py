@@ -122,7 +122,7 @@ def test_exact_match_and_chrf_from_greedy_outputs():
 
 
 def test_trains_with_the_real_trainer(monkeypatch):
-    use_stand_in(monkeypatch, TinySeq2Seq, dim=16)
+    use_stand_in(monkeypatch, TinySeq2Seq, hidden_dim=16)
     data = load_dates(seed=0, num_examples=600)
     task = Seq2SeqTask(data)
     model = task.build_model("stand-in")

@@ -69,7 +69,7 @@ def test_loss_and_predict_pass_the_mask(monkeypatch):
     task = TextClassificationTask(text_classes(), label_smoothing=0.1)
     model = task.build_model("stand-in")
     assert model.config.vocab_size == 259 and model.config.max_len == 24
-    assert model.config.num_classes == 2 and model.config.head == "sequence"
+    assert model.config.out_dim == 2 and model.config.head == "sequence"
     x, mask, y = task.batch("train", torch.arange(16))
     expected = F.cross_entropy(model(x, padding_mask=mask), y, label_smoothing=0.1)
     assert torch.allclose(task.loss(model, (x, mask, y)), expected)
@@ -82,7 +82,7 @@ def test_loss_and_predict_pass_the_mask(monkeypatch):
 
 
 def test_trains_two_epochs_with_the_real_trainer(monkeypatch):
-    use_stand_in(monkeypatch, MeanPoolClassifier, dim=16)
+    use_stand_in(monkeypatch, MeanPoolClassifier, hidden_dim=16)
     task = TextClassificationTask(text_classes())
     model = task.build_model("stand-in")
     config = TrainConfig(epochs=2, batch_size=16, lr=0.05, device="cpu")

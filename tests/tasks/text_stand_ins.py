@@ -22,9 +22,9 @@ from fieldguide.models.registry import Entry
 class TokenConfig:
     vocab_size: int = 10
     max_len: int = 8
-    num_classes: int = 3
+    out_dim: int = 3
     head: str = "token"
-    dim: int = 8
+    hidden_dim: int = 8
 
 
 class Unigram(Model):
@@ -99,8 +99,8 @@ class MeanPoolClassifier(Model):
 
     def __init__(self, config: TokenConfig) -> None:
         super().__init__(config)
-        self.embed = nn.Embedding(config.vocab_size, config.dim)
-        self.head = nn.Linear(config.dim, config.num_classes)
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_dim)
+        self.head = nn.Linear(config.hidden_dim, config.out_dim)
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         if padding_mask is None:
@@ -115,9 +115,9 @@ class TinySeq2Seq(Model):
 
     def __init__(self, config: TokenConfig) -> None:
         super().__init__(config)
-        self.src_embed = nn.Embedding(config.vocab_size, config.dim)
-        self.tgt_embed = nn.Embedding(config.vocab_size, config.dim)
-        self.head = nn.Linear(config.dim, config.vocab_size)
+        self.src_embed = nn.Embedding(config.vocab_size, config.hidden_dim)
+        self.tgt_embed = nn.Embedding(config.vocab_size, config.hidden_dim)
+        self.head = nn.Linear(config.hidden_dim, config.vocab_size)
 
     def forward(self, src, tgt_in, src_padding_mask=None, tgt_padding_mask=None):
         real = (
