@@ -10,6 +10,7 @@ A checkpoint directory holds one folder per saved step and a pointer to the newe
             state.safetensors   every tensor and numpy array found in `state`, keyed by its path
             state.json          the rest of `state`, with typed markers for what JSON lacks
             meta.json           format version, step, and the byte size of each file above
+            manifest.json       the sha256 of each file above, {"model.safetensors": "9f86...", ...}
 
 Nothing is ever read back through pickle: tensors go through safetensors and everything else
 through JSON, so opening a checkpoint from an untrusted source cannot run code.
@@ -20,17 +21,25 @@ step; only then does `LATEST` move, itself by an atomic replace. A writer killed
 therefore leaves either the previous checkpoint or the new one as the latest, never a torn one,
 and its leftover `.tmp-*` debris is swept by the next save. One process writes to a directory
 at a time; readers may run concurrently.
+
+A load never trusts bytes it has not checked. manifest.json is written last, once the other
+files are on disk, and every file is hashed again on load, so a checkpoint damaged later (a
+flipped bit, a file overwritten in place at the same size) is refused, naming the file, and
+`latest_checkpoint` falls back to the newest intact one, saying so in one line on stderr.
+Folders written by format version 1, which had no manifest, still load, checked by size only.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
 import random
 import re
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,14 +59,19 @@ __all__ = [
 ]
 
 FORMAT_NAME = "fieldguide-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added manifest.json; version 1 folders are still read
+_READABLE_VERSIONS = (1, 2)
 WEIGHTS_FILE = "model.safetensors"
 STATE_TENSORS_FILE = "state.safetensors"
 STATE_FILE = "state.json"
 META_FILE = "meta.json"
+MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "LATEST"
-# meta.json is written last and lists the others, so its presence marks a finished folder.
 _DATA_FILES = (WEIGHTS_FILE, STATE_TENSORS_FILE, STATE_FILE)
+# meta.json follows the data files and lists their sizes; manifest.json, written last, holds
+# the sha256 of all four. A folder without meta.json was never finished.
+_HASHED_FILES = (META_FILE, *_DATA_FILES)
+_HASH_CHUNK = 1 << 20
 
 _STEP_RE = re.compile(r"step-(\d{8,})")  # `{step:08d}` grows past 8 digits after step 99,999,999
 _TMP_PREFIX = ".tmp-"
@@ -137,7 +151,8 @@ def save_checkpoint(
         _discard(tmp)
     tmp.mkdir()
     try:
-        # 1. Data files, each fsynced, then meta.json recording their sizes.
+        # 1. Data files, each fsynced, then meta.json recording their sizes, then
+        # manifest.json with the sha256 of each file as it now reads back from disk.
         _write_safetensors(tmp / WEIGHTS_FILE, weight_tensors, {"format": "pt"})
         _write_safetensors(tmp / STATE_TENSORS_FILE, state_tensors, None)
         _write_bytes(tmp / STATE_FILE, state_json)
@@ -148,6 +163,8 @@ def save_checkpoint(
             "files": {f: (tmp / f).stat().st_size for f in _DATA_FILES},
         }
         _write_bytes(tmp / META_FILE, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+        manifest = {name: _sha256_of(tmp / name) for name in _HASHED_FILES}
+        _write_bytes(tmp / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
         _fsync_directory(tmp)
         # 2. Rename into place. rename() cannot replace a non-empty folder, so an existing
         # copy of this step is moved aside first; a crash between the two renames leaves
@@ -176,12 +193,15 @@ def save_checkpoint(
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
-    """Return the newest fully committed checkpoint folder in `directory`, or None.
+    """Return the newest intact checkpoint folder in `directory`, or None.
 
-    `LATEST` is trusted when it names a complete folder. Otherwise (missing, corrupt, or naming
-    a folder that is gone) the highest-numbered complete `step-*` folder is returned; a step
-    folder that is incomplete or corrupt is skipped with a warning. Temporary folders are
-    never returned.
+    `LATEST` is trusted when it names an intact folder: complete, and every file matching the
+    sha256 in its manifest. Otherwise (missing, corrupt, or naming a folder that is gone or
+    damaged) the highest-numbered intact `step-*` folder is returned, and the newer folders
+    skipped on the way are named in one plain line on stderr, e.g. "checkpoint step-00000120
+    in runs/x/checkpoint is damaged (sha256 mismatch in model.safetensors); using
+    step-00000100." The same line is printed once per process. Temporary folders are never
+    returned.
 
     Args:
         directory: Folder that `save_checkpoint` writes into. A missing folder has no
@@ -191,7 +211,8 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
         Path of the checkpoint folder, or None when there is no complete checkpoint.
 
     Raises:
-        ValueError: If `directory` exists but is not a folder.
+        ValueError: If `directory` exists but is not a folder, or if it holds step folders
+            that were committed but are all damaged (the message lists each and why).
     """
     directory = Path(directory)
     if not directory.exists():
@@ -202,13 +223,27 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
             f"{directory} is a file; pass the folder given to save_checkpoint."
         )
     named = _read_latest(directory)
-    if named is not None and _problem_with(directory / named) is None:
-        return directory / named
+    problems: dict[str, _Problem | None] = {}
+    if named is not None:
+        problems[named] = _problem_with(directory / named)
+        if problems[named] is None:
+            return directory / named
+    skipped: list[tuple[str, _Problem]] = []
     for _, folder in sorted(_step_folders(directory), reverse=True):
-        problem = _problem_with(folder)
+        if folder.name not in problems:
+            problems[folder.name] = _problem_with(folder)
+        problem = problems[folder.name]
         if problem is None:
+            _report_skipped(directory, skipped, folder.name)
             return folder
-        warnings.warn(f"Skipping checkpoint {folder}: {problem}", stacklevel=2)
+        skipped.append((folder.name, problem))
+    if any(problem.kind == "damaged" for _, problem in skipped):
+        kinds = " or ".join(sorted({problem.kind for _, problem in skipped}))
+        raise ValueError(
+            f"every checkpoint in {directory} is {kinds}: {_listing(skipped)}; restore them "
+            "from a backup, or start the run again in a new folder."
+        )
+    _report_skipped(directory, skipped, None)
     return None
 
 
@@ -242,10 +277,12 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
                 "check the path, or start from scratch."
             )
         path = latest
-    _validate_folder(path)
-    weights = _load_safetensors(path / WEIGHTS_FILE)
-    state_tensors = _load_safetensors(path / STATE_TENSORS_FILE)
-    tree = _read_json(path / STATE_FILE)
+    # Read each file once and parse exactly the bytes whose hashes were checked.
+    contents = _read_folder(path)
+    _validate_folder(path, contents)
+    weights = _load_safetensors(path / WEIGHTS_FILE, contents[WEIGHTS_FILE])
+    state_tensors = _load_safetensors(path / STATE_TENSORS_FILE, contents[STATE_TENSORS_FILE])
+    tree = _parse_json(path / STATE_FILE, contents[STATE_FILE])
     try:
         state = _decode(tree, state_tensors)
     except (KeyError, TypeError, ValueError) as err:
@@ -589,81 +626,217 @@ def _read_latest(directory: Path) -> str | None:
     return name if _STEP_RE.fullmatch(name) else None
 
 
-def _problem_with(folder: Path) -> str | None:
-    """Why `folder` is not a complete checkpoint, or None when it is."""
+class _Problem(ValueError):
+    """Why a folder is not a usable checkpoint.
+
+    Its message is the full sentence `load_checkpoint` raises; `reason` is the short form that
+    `latest_checkpoint` prints when it skips the folder, and `kind` is "incomplete" (never
+    finished: no meta.json), "unreadable" (a format this fieldguide does not read) or
+    "damaged" (committed, but its files no longer match what was written).
+    """
+
+    def __init__(self, message: str, reason: str, kind: str = "damaged") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.kind = kind
+
+
+def _problem_with(folder: Path) -> _Problem | None:
+    """Why `folder` is not an intact checkpoint, or None when it is."""
     try:
         _validate_folder(folder)
-        _read_json(folder / STATE_FILE)
-    except ValueError as err:
-        return str(err)
+        _parse_json(folder / STATE_FILE, None)
+    except _Problem as problem:
+        return problem
     return None
 
 
-def _validate_folder(folder: Path) -> dict[str, Any]:
-    """Check meta.json, file sizes and safetensors headers; raise ValueError naming the file."""
-    meta = _read_json(folder / META_FILE)
+def _listing(skipped: list[tuple[str, _Problem]]) -> str:
+    return ", ".join(f"{name} is {problem.kind} ({problem.reason})" for name, problem in skipped)
+
+
+_reported: set[str] = set()  # lines already printed by _report_skipped in this process
+
+
+def _report_skipped(directory: Path, skipped: list[tuple[str, _Problem]], used: str | None) -> None:
+    """Print one plain line on stderr naming the checkpoints skipped, and the one used."""
+    if not skipped:
+        return
+    outcome = f"using {used}" if used else "no complete checkpoint is left"
+    if len(skipped) == 1:
+        name, problem = skipped[0]
+        line = f"checkpoint {name} in {directory} is {problem.kind} ({problem.reason}); {outcome}."
+    else:
+        line = f"checkpoints in {directory}: {_listing(skipped)}; {outcome}."
+    if line not in _reported:
+        _reported.add(line)
+        print(line, file=sys.stderr, flush=True)
+
+
+def _read_folder(folder: Path) -> dict[str, bytes]:
+    """The bytes of every checkpoint file in `folder`; files that do not exist are left out."""
+    contents = {}
+    for name in (*_HASHED_FILES, MANIFEST_FILE):
+        try:
+            contents[name] = (folder / name).read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise _Problem(
+                f"checkpoint file {folder / name} could not be read ({err}).",
+                f"{name} could not be read",
+                "unreadable",
+            ) from err
+    return contents
+
+
+def _sha256_of(path: Path, data: bytes | None = None) -> str:
+    """Hex sha256 of `data`, or of the file at `path` read in chunks when `data` is None."""
+    if data is not None:
+        return hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            while chunk := file.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as err:
+        raise _Problem(
+            f"checkpoint file {path} could not be read ({err}).",
+            f"{path.name} could not be read",
+            "unreadable",
+        ) from err
+    return digest.hexdigest()
+
+
+def _validate_folder(folder: Path, contents: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """Check hashes, meta.json, sizes and safetensors headers; raise _Problem naming the file.
+
+    Args:
+        folder: The checkpoint folder.
+        contents: Its files as `_read_folder` returned them. When given, these bytes are
+            checked instead of the files on disk, so the caller parses what was verified.
+
+    Returns:
+        The parsed meta.json.
+    """
+
+    def exists(name: str) -> bool:
+        return name in contents if contents is not None else (folder / name).is_file()
+
+    def data(name: str) -> bytes | None:  # None: read it from disk
+        return contents[name] if contents is not None else None
+
+    def missing(name: str, kind: str = "damaged") -> _Problem:
+        return _Problem(
+            f"checkpoint file {folder / name} is missing; the checkpoint is incomplete.",
+            f"{name} is missing",
+            kind,
+        )
+
+    if not exists(META_FILE):  # meta.json comes after the data: the save never finished
+        raise missing(META_FILE, "incomplete")
+    manifest = None
+    if exists(MANIFEST_FILE):
+        manifest = _parse_json(folder / MANIFEST_FILE, data(MANIFEST_FILE))
+        if not (
+            isinstance(manifest, dict)
+            and all(isinstance(manifest.get(name), str) for name in _HASHED_FILES)
+        ):
+            raise _Problem(
+                f"checkpoint file {folder / MANIFEST_FILE} does not list the sha256 of "
+                f"{', '.join(_HASHED_FILES)}; it is corrupt, so load an older checkpoint.",
+                f"{MANIFEST_FILE} is malformed",
+            )
+        # meta.json first: a flipped digit in a size it records would otherwise be blamed on
+        # the data file.
+        for name in _HASHED_FILES:
+            if not exists(name):
+                raise missing(name)
+            if _sha256_of(folder / name, data(name)) != manifest[name]:
+                raise _Problem(
+                    f"checkpoint file {folder / name} is damaged: its sha256 does not match "
+                    f"the one {MANIFEST_FILE} records, so load an older checkpoint.",
+                    f"sha256 mismatch in {name}",
+                )
+    meta = _parse_json(folder / META_FILE, data(META_FILE))
     if not (
         isinstance(meta, dict)
         and meta.get("format") == FORMAT_NAME
         and type(meta.get("step")) is int
         and isinstance(meta.get("files"), dict)
     ):
-        raise ValueError(
+        raise _Problem(
             f"checkpoint file {folder / META_FILE} is not a {FORMAT_NAME} meta file; "
-            "the folder is not a checkpoint or is corrupt."
+            "the folder is not a checkpoint or is corrupt.",
+            f"{META_FILE} is not a checkpoint meta file",
         )
-    if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"checkpoint file {folder / META_FILE} has format version {meta.get('version')!r}, "
-            f"but this fieldguide reads version {FORMAT_VERSION}; upgrade fieldguide."
+    version = meta.get("version")
+    if version not in _READABLE_VERSIONS:
+        raise _Problem(
+            f"checkpoint file {folder / META_FILE} has format version {version!r}, "
+            f"but this fieldguide reads versions {_READABLE_VERSIONS}; upgrade fieldguide.",
+            f"format version {version!r}",
+            "unreadable",
         )
+    if manifest is None and version >= 2:
+        raise missing(MANIFEST_FILE)
     for name in _DATA_FILES:
+        if not exists(name):
+            raise missing(name)
         path = folder / name
-        if not path.is_file():
-            raise ValueError(f"checkpoint file {path} is missing; the checkpoint is incomplete.")
-        size, expected = path.stat().st_size, meta["files"].get(name)
+        size = len(contents[name]) if contents is not None else path.stat().st_size
+        expected = meta["files"].get(name)
         if size != expected:
-            raise ValueError(
+            raise _Problem(
                 f"checkpoint file {path} is {size} bytes but {META_FILE} records {expected}; "
-                "it is truncated or was modified, so load an older checkpoint."
+                "it is truncated or was modified, so load an older checkpoint.",
+                f"{name} is {size} bytes, not {expected}",
             )
-    for name in (WEIGHTS_FILE, STATE_TENSORS_FILE):
-        try:  # reads only the header, which safetensors checks against the file length
-            with safetensors.safe_open(folder / name, framework="pt"):
-                pass
-        except Exception as err:  # SafetensorError and friends: the message is what matters
-            raise ValueError(
-                f"checkpoint file {folder / name} is not a valid safetensors file ({err}); "
-                "load an older checkpoint."
-            ) from err
+    if contents is None:  # with contents, the caller's full parse checks the headers
+        for name in (WEIGHTS_FILE, STATE_TENSORS_FILE):
+            try:  # reads only the header, which safetensors checks against the file length
+                with safetensors.safe_open(folder / name, framework="pt"):
+                    pass
+            except Exception as err:  # SafetensorError and friends: the message is what matters
+                raise _Problem(
+                    f"checkpoint file {folder / name} is not a valid safetensors file ({err}); "
+                    "load an older checkpoint.",
+                    f"{name} is not a valid safetensors file",
+                ) from err
     return meta
 
 
-def _read_json(path: Path) -> Any:
+def _parse_json(path: Path, data: bytes | None) -> Any:
+    """Parse the JSON file at `path`, or `data` when given; raise _Problem naming the file."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = (path.read_bytes() if data is None else data).decode("utf-8")
     except FileNotFoundError as err:
-        raise ValueError(
-            f"checkpoint file {path} is missing; the checkpoint is incomplete."
+        raise _Problem(
+            f"checkpoint file {path} is missing; the checkpoint is incomplete.",
+            f"{path.name} is missing",
         ) from err
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"checkpoint file {path} could not be read ({err}).") from err
+        raise _Problem(
+            f"checkpoint file {path} could not be read ({err}).", f"{path.name} is unreadable"
+        ) from err
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(
+        raise _Problem(
             f"checkpoint file {path} is not valid JSON ({err}); it is corrupt, so load an "
-            "older checkpoint."
+            "older checkpoint.",
+            f"{path.name} is not valid JSON",
         ) from err
 
 
-def _load_safetensors(path: Path) -> dict[str, Tensor]:
+def _load_safetensors(path: Path, data: bytes) -> dict[str, Tensor]:
     try:
-        return safetensors.torch.load_file(path)
-    except Exception as err:  # SafetensorError, OSError: report the file either way
-        raise ValueError(
-            f"checkpoint file {path} could not be loaded ({err}); it is missing or corrupt, "
-            "so load an older checkpoint."
+        return safetensors.torch.load(data)
+    except Exception as err:  # SafetensorError and friends: report the file either way
+        raise _Problem(
+            f"checkpoint file {path} is not a valid safetensors file ({err}); it is corrupt, "
+            "so load an older checkpoint.",
+            f"{path.name} is not a valid safetensors file",
         ) from err
 
 

@@ -1,5 +1,7 @@
 import copy
+import hashlib
 import inspect
+import json
 import math
 import os
 import pickle
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -152,6 +155,7 @@ def test_rich_state_round_trips_exactly(tmp_path):
     folder = save_checkpoint(tmp_path, 7, weights=weights, state=state)
     assert folder == tmp_path / "step-00000007"
     assert sorted(p.name for p in folder.iterdir()) == [
+        "manifest.json",
         "meta.json",
         "model.safetensors",
         "state.json",
@@ -390,7 +394,7 @@ class _Tripwire:
 
 
 @pytest.mark.parametrize("resave", [False, True], ids=["new-step", "same-step-again"])
-def test_kill_at_every_durability_point(tmp_path, monkeypatch, resave):
+def test_kill_at_every_durability_point(tmp_path, monkeypatch, capsys, resave):
     # Die just before each fsync/rename/replace of a save, in turn, until the save completes.
     killed_at = 0
     while True:
@@ -410,8 +414,9 @@ def test_kill_at_every_durability_point(tmp_path, monkeypatch, resave):
                 completed = False
 
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a torn step-* folder would warn here
+            warnings.simplefilter("error")
             latest = latest_checkpoint(directory)
+        assert capsys.readouterr().err == ""  # a torn step-* folder would be reported here
         loaded = load_checkpoint(latest)
         # Whatever is latest must be exactly one of the states ever saved under that name.
         saved_under = {1: [0], 2: [0], step: [salt]} if step != 2 else {1: [0], 2: [0, salt]}
@@ -506,24 +511,166 @@ def _truncate(path):
         ("meta.json", Path.unlink),
     ],
 )
-def test_corrupt_file_is_named_and_skipped(tmp_path, victim, damage):
+def test_corrupt_file_is_named_and_skipped(tmp_path, capsys, victim, damage):
     _save(tmp_path, 1)
     folder = _save(tmp_path, 2)
     damage(folder / victim)
     with pytest.raises(ValueError, match=re.escape(str(folder / victim))):
         load_checkpoint(folder)
-    with pytest.warns(UserWarning, match="step-00000002"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert latest_checkpoint(tmp_path) == tmp_path / "step-00000001"
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and "step-00000002" in err and err.endswith("using step-00000001.\n")
+    )
+    assert victim in err
+
+
+def _reseal(folder):
+    """Rewrite meta.json sizes and manifest.json hashes to match the files as they are now."""
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["files"] = {name: (folder / name).stat().st_size for name in meta["files"]}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    names = ("meta.json", "model.safetensors", "state.safetensors", "state.json")
+    manifest = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_marker_pointing_at_missing_tensor_is_reported(tmp_path):
     folder = save_checkpoint(tmp_path, 1, weights={}, state={"m": torch.ones(1)})
     (folder / "state.json").write_text('{"m": {"__type__": "tensor", "key": "gone"}}')
-    meta = (folder / "meta.json").read_text()
-    size = (folder / "state.json").stat().st_size
-    (folder / "meta.json").write_text(re.sub(r'"state.json": \d+', f'"state.json": {size}', meta))
-    with pytest.raises(ValueError, match=r"state\.json"):
+    _reseal(folder)  # consistent hashes: only decoding can tell
+    with pytest.raises(ValueError, match=r"state\.json does not match state\.safetensors"):
         load_checkpoint(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# content hashes
+# ---------------------------------------------------------------------------------------------
+
+
+def _flip(path, offset=-1):
+    """Change one byte in place: same size, still a well-formed file, different content."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def test_manifest_is_written_last_and_hashes_every_file(tmp_path, monkeypatch):
+    written = []
+    for name in ("_write_bytes", "_write_safetensors"):
+        real = getattr(ckpt, name)
+
+        def logged(path, *args, real=real):
+            written.append(Path(path).name)
+            return real(path, *args)
+
+        monkeypatch.setattr(ckpt, name, logged)
+    folder = _save(tmp_path, 1)
+    assert written[:5] == [
+        "model.safetensors",
+        "state.safetensors",
+        "state.json",
+        "meta.json",
+        "manifest.json",  # last in the folder, then only the LATEST pointer
+    ]
+    assert written[5].startswith(".tmp-LATEST-") and len(written) == 6
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest == {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        for name in ("meta.json", "model.safetensors", "state.safetensors", "state.json")
+    }
+
+
+def test_same_size_damage_to_latest_weights_falls_back_with_one_plain_line(tmp_path, capsys):
+    _save(tmp_path, 1)
+    folder = _save(tmp_path, 2)
+    _flip(folder / "model.safetensors")
+    # Still a valid safetensors file of the recorded size: only the hash can tell.
+    assert set(safetensors.torch.load_file(folder / "model.safetensors")) == {"w", "b"}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warnings.warn would fail here
+        assert latest_checkpoint(tmp_path) == tmp_path / "step-00000001"
+        _assert_is_payload(load_checkpoint(tmp_path), 1)
+    err = capsys.readouterr().err
+    assert err == (
+        f"checkpoint step-00000002 in {tmp_path} is damaged "
+        "(sha256 mismatch in model.safetensors); using step-00000001.\n"
+    )  # printed once, though two calls skipped it
+    with pytest.raises(ValueError, match=re.escape(f"{folder / 'model.safetensors'} is damaged")):
+        load_checkpoint(folder)
+
+
+@pytest.mark.parametrize(
+    ("victim", "edit"),
+    [
+        ("model.safetensors", None),
+        ("state.safetensors", None),
+        ("state.json", ('"salt": 0', '"salt": 5')),  # still valid JSON that decodes
+        ("meta.json", ('"step": 2', '"step": 3')),
+    ],
+)
+def test_any_changed_file_is_caught_by_its_hash(tmp_path, capsys, victim, edit):
+    _save(tmp_path, 1)
+    folder = _save(tmp_path, 2)
+    path = folder / victim
+    if edit is None:
+        _flip(path)
+    else:
+        text = path.read_text()
+        assert edit[0] in text
+        path.write_text(text.replace(edit[0], edit[1]))
+    with pytest.raises(ValueError, match=re.escape(f"{path} is damaged: its sha256 does not")):
+        load_checkpoint(folder)
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-00000001"
+    assert f"(sha256 mismatch in {victim}); using step-00000001." in capsys.readouterr().err
+
+
+def test_every_checkpoint_damaged_is_an_error_listing_them(tmp_path, capsys):
+    first = _save(tmp_path, 1)
+    second = _save(tmp_path, 2)
+    _flip(first / "model.safetensors")
+    _truncate(second / "state.json")
+    expected = (
+        f"every checkpoint in {tmp_path} is damaged: "
+        "step-00000002 is damaged (sha256 mismatch in state.json), "
+        "step-00000001 is damaged (sha256 mismatch in model.safetensors); "
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        latest_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="every checkpoint .* is damaged"):
+        load_checkpoint(tmp_path)
+    assert capsys.readouterr().err == ""  # the error says it all; no extra line
+
+
+def test_only_unfinished_folders_still_mean_no_checkpoint(tmp_path, capsys):
+    folder = _save(tmp_path, 1)
+    (folder / "meta.json").unlink()  # as if the save had never finished
+    assert latest_checkpoint(tmp_path) is None
+    assert "step-00000001" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no committed checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_version_1_folders_without_a_manifest_still_load(tmp_path):
+    folder = _save(tmp_path, 3)
+    (folder / "manifest.json").unlink()
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "version": 1}))
+    assert latest_checkpoint(tmp_path) == folder
+    _assert_is_payload(load_checkpoint(tmp_path), 3)
+
+
+def test_a_version_2_folder_without_its_manifest_is_damaged(tmp_path, capsys):
+    _save(tmp_path, 1)
+    folder = _save(tmp_path, 2)
+    (folder / "manifest.json").unlink()
+    with pytest.raises(ValueError, match=re.escape(f"{folder / 'manifest.json'} is missing")):
+        load_checkpoint(folder)
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-00000001"
+    assert "(manifest.json is missing)" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
