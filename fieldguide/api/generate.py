@@ -1,9 +1,9 @@
 """`generate`: continue a prompt with a trained language model from its run folder.
 
 The model is rebuilt from the run's config.toml (its registry name and every config field the
-run recorded) and its weights are read from model.safetensors, never from a pickle. The prompt
-is encoded with the byte tokenizer, as the text starters are, and the model's own `generate`
-samples the continuation:
+run recorded) and its weights are read from model.safetensors, never from a pickle, after
+checking the sha256 written with them. The prompt is encoded with the byte tokenizer, as the
+text starters are, and the model's own `generate` samples the continuation:
 
     model.generate(prompt_ids (1, T), max_new_tokens=N, temperature=t, top_k=k, top_p=p,
                    stop_token=EOS, generator=g) -> ids (1, T + n), n <= N, the prompt first
@@ -47,8 +47,14 @@ def _check_options(
 
 
 def load_run_model(run_dir: str | Path, device: str = "cpu") -> torch.nn.Module:
-    """The trained model of run folder `run_dir`, in eval mode on `device`."""
-    from safetensors.torch import load_file
+    """The trained model of run folder `run_dir`, in eval mode on `device`.
+
+    Raises:
+        FileNotFoundError: If `run_dir` has no config.toml or no model.safetensors.
+        ValueError: If model.safetensors is damaged (its sha256 does not match the hash
+            written with it, or it is not safetensors) or does not fit the model.
+    """
+    from fieldguide.train.weights import load_weights
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
@@ -64,7 +70,7 @@ def load_run_model(run_dir: str | Path, device: str = "cpu") -> torch.nn.Module:
         )
     run = RunConfig.from_toml(run_dir / "config.toml")
     model = create_model(run.model, **run.model_config)
-    model.load_state_dict(load_file(str(weights)))
+    load_weights(weights, model)
     return model.to(device).eval()
 
 

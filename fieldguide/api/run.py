@@ -263,19 +263,17 @@ def _write_outputs(
     run_dir: Path, run: RunConfig, data: Any, task: Any, net: Any, result: Any, test: dict
 ) -> None:
     """model.safetensors, curves.png, diagram.mmd and report.md of a finished run."""
-    from safetensors.torch import save_model
-
     from fieldguide.api.diagram import run_diagram
     from fieldguide.api.report import plot_curves, render_report
+    from fieldguide.train.weights import save_weights
 
-    tmp = run_dir / ".model.safetensors.tmp"
     meta = {
         "model": run.model,
         "config": json.dumps(dataclasses.asdict(net.config)),
         "format": "fieldguide-1",
     }
-    save_model(net, str(tmp), metadata=meta)  # tied weights (LM embedding = head) stored once
-    tmp.replace(run_dir / "model.safetensors")
+    # Tied weights (LM embedding = head) stored once, with a sha256 that every load checks.
+    save_weights(net, run_dir / "model.safetensors", meta)
     plot_curves(result.history, run_dir / "curves.png")
     write_atomic(run_dir / "diagram.mmd", run_diagram(run_dir, shapes=True))  # sized for the data
     write_atomic(run_dir / "report.md", render_report(run, data, task, net, result, test, run_dir))
