@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -16,7 +17,10 @@ from typing import Any
 
 import tomli_w
 
-from fieldguide.train.config import TrainConfig
+from fieldguide.train.config import OptionError, TrainConfig, check_fields
+
+# What `node_features` may name (see `fieldguide.data.graphs`).
+NODE_FEATURES = ("auto", "spectral", "degree", "identity")
 
 if sys.version_info >= (3, 11):  # noqa: UP036 (Python 3.10 is supported)
     import tomllib
@@ -41,6 +45,89 @@ class DataConfig:
     labels_per_class: int = 0  # graphs: train on this many labelled nodes per class; 0: fractions
     node_features: str = ""  # graphs without features: spectral, degree or identity; "": spectral
     fanouts: str = ""  # graphs: neighbours sampled per layer, such as "10,5"; "": full-batch
+
+    def __post_init__(self) -> None:
+        check_fields(
+            self,
+            split_seed={"minimum": 0, "below": 2**32},
+            val_fraction={"above": 0, "below": 1},
+            test_fraction={"above": 0, "below": 1},
+            image_size={"minimum": 0},
+            context={"minimum": 0},
+            horizon={"minimum": 0},
+            labels_per_class={"minimum": 0},
+        )
+        if self.val_fraction + self.test_fraction >= 1:
+            raise OptionError(
+                "{val_fraction} + {test_fraction} must be below 1 so that rows remain for "
+                f"training; got {self.val_fraction} + {self.test_fraction}.",
+                "val_fraction",
+                "test_fraction",
+                owner="DataConfig",
+            )
+        if not self.name.strip():
+            raise OptionError(
+                "{name} must name a starter or a path; got ''.", "name", owner="DataConfig"
+            )
+        if self.node_features not in ("", *NODE_FEATURES):
+            raise OptionError(
+                f"{{node_features}} must be one of {', '.join(NODE_FEATURES)} (or empty); "
+                f"got {self.node_features!r}.",
+                "node_features",
+                owner="DataConfig",
+            )
+        parts = [part.strip() for part in self.fanouts.split(",")] if self.fanouts.strip() else []
+        if not all(re.fullmatch(r"-1|\d+", part) and int(part) != 0 for part in parts):
+            raise OptionError(
+                "{fanouts} expects positive integers separated by commas, one per layer, such as "
+                f"'10,5' (-1 takes all neighbours); got {self.fanouts!r}.",
+                "fanouts",
+                owner="DataConfig",
+            )
+
+    def with_absolute_path(self) -> DataConfig:
+        """This config with a data path made absolute, so the run repeats from any folder.
+
+        A starter name stays a name (a starter wins over a folder of the same name, as in
+        `load_data`), and so does a path that does not exist, which loading then names.
+        """
+        if _is_starter(self.name) or not os.path.exists(self.name):
+            return self
+        return dataclasses.replace(self, name=os.path.abspath(self.name))
+
+    def check_applies(self) -> None:
+        """Refuse target unless the data is a CSV file, and image_size unless an image folder.
+
+        Raises:
+            OptionError: naming the option that does not apply to the data in `name`.
+        """
+        if self.target and not self.name.lower().endswith(".csv"):
+            raise OptionError(
+                f"{{target}} names a column of a CSV file, so it applies only to .csv data; got "
+                f"{self.target!r} for data {self.name!r}.",
+                "target",
+                owner="DataConfig",
+            )
+        folder = os.path.isdir(self.name) and not _is_starter(self.name)
+        if self.image_size and not (
+            folder and not os.path.isfile(os.path.join(self.name, "edges.csv"))
+        ):
+            raise OptionError(
+                f"{{image_size}} resizes the images of an image folder, so it applies only to one; "
+                f"got {self.image_size} for data {self.name!r}.",
+                "image_size",
+                owner="DataConfig",
+            )
+
+
+def _is_starter(name: str) -> bool:
+    """Whether `name` loads a starter: a starter's name that does not look like a path."""
+    from fieldguide.data.starters import STARTERS
+
+    looks_like_path = (
+        os.sep in name or "/" in name or name.startswith(".") or name.lower().endswith(".csv")
+    )
+    return name in STARTERS and not looks_like_path
 
 
 @dataclass(frozen=True)

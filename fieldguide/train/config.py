@@ -6,8 +6,113 @@ lives here and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
+import re
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+
+class OptionError(ValueError):
+    """A bad value of a named option, in a message that names the option as the caller spells it.
+
+    The message is a template holding `{name}` for each option in `names`: `str(error)` spells
+    it as the dataclass field (`TrainConfig.lr`), and `render(spell)` as anything else, such as
+    the command line's `--lr`.
+
+    Args:
+        template: the sentence, with `{name}` where each option is named.
+        *names: the options (dataclass fields or function arguments) the sentence names.
+        owner: the dataclass the options are fields of; "" names them bare.
+    """
+
+    def __init__(self, template: str, *names: str, owner: str = "") -> None:
+        self.template, self.names, self.owner = template, names, owner
+        super().__init__(self.render(lambda name: f"{owner}.{name}" if owner else name))
+
+    def render(self, spell: Callable[[str], str]) -> str:
+        """The message with each named option spelled by `spell`, e.g. `lambda n: "--" + n`."""
+        text = self.template
+        for name in self.names:
+            text = text.replace("{" + name + "}", spell(name))
+        return text
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _bounds(
+    minimum: float | None, above: float | None, maximum: float | None, below: float | None
+) -> str:
+    """The allowed range as text: " in [0, 1)", " >= 1", " > 0", or "" for any number."""
+    low = f"[{minimum}" if minimum is not None else f"({above}" if above is not None else ""
+    high = f"{maximum}]" if maximum is not None else f"{below})" if below is not None else ""
+    if low and high:
+        return f" in {low}, {high}"
+    if low:
+        return (" >= " if minimum is not None else " > ") + low[1:]
+    if high:
+        return (" <= " if maximum is not None else " < ") + high[:-1]
+    return ""
+
+
+def check_fields(config: Any, **ranges: dict[str, float]) -> None:
+    """Check each field of dataclass `config` against its annotation and `ranges`.
+
+    Raises OptionError naming the first field of the wrong type (bool is not a number here),
+    outside its Literal choices, NaN or infinite, or outside its range.
+
+    Args:
+        config: a dataclass instance, checked in field order.
+        **ranges: per field, bounds among minimum, above, maximum and below (inclusive ones
+            and exclusive ones), such as `lr={"above": 0}`.
+    """
+    owner = type(config).__name__
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints[f.name]
+        name = "{" + f.name + "}"
+        if typing.get_origin(hint) is Literal:
+            choices = typing.get_args(hint)
+            if value not in choices:
+                raise OptionError(
+                    f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}.",
+                    f.name,
+                    owner=owner,
+                )
+            continue
+        if hint not in (int, float, str):
+            continue
+        kind = {int: "an integer", float: "a number", str: "text"}[hint]
+        wanted = (int,) if hint is int else (int, float) if hint is float else (str,)
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise OptionError(
+                f"{name} must be {kind}; got {value!r} ({type(value).__name__}).",
+                f.name,
+                owner=owner,
+            )
+        bounds = ranges.get(f.name, {})
+        if hint is str:
+            continue
+        inside = (
+            math.isfinite(value)
+            and bounds.get("minimum", -math.inf) <= value <= bounds.get("maximum", math.inf)
+            and bounds.get("above", -math.inf) < value < bounds.get("below", math.inf)
+        )
+        if not inside:
+            finite = "a finite number" if hint is float else kind
+            text = _bounds(
+                bounds.get("minimum"),
+                bounds.get("above"),
+                bounds.get("maximum"),
+                bounds.get("below"),
+            )
+            raise OptionError(f"{name} must be {finite}{text}; got {value!r}.", f.name, owner=owner)
 
 
 @dataclass(frozen=True)
@@ -34,35 +139,36 @@ class TrainConfig:
     device: str = "auto"  # auto picks cuda, then mps, then cpu
 
     def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "accumulate")
-        for field in positive:
-            if getattr(self, field) < 1:
-                raise ValueError(
-                    f"TrainConfig.{field} must be at least 1, got {getattr(self, field)}."
-                )
-        for field in (
-            "lr",
-            "weight_decay",
-            "grad_clip",
-            "label_smoothing",
-            "patience",
-            "checkpoint_every",
-            "max_steps",
+        check_fields(
+            self,
+            epochs={"minimum": 1},
+            max_steps={"minimum": 0},
+            batch_size={"minimum": 1},
+            lr={"above": 0},
+            weight_decay={"minimum": 0},
+            warmup_fraction={"minimum": 0, "maximum": 1},
+            min_lr_ratio={"minimum": 0, "maximum": 1},
+            grad_clip={"minimum": 0},
+            accumulate={"minimum": 1},
+            label_smoothing={"minimum": 0, "below": 1},
+            patience={"minimum": 0},
+            checkpoint_every={"minimum": 0},
+            seed={"minimum": 0, "below": 2**32},
+        )
+        if self.monitor not in ("auto", "train/loss") and not re.fullmatch(
+            r"val/\S+", self.monitor
         ):
-            if getattr(self, field) < 0:
-                raise ValueError(f"TrainConfig.{field} must be >= 0, got {getattr(self, field)}.")
-        if self.lr == 0:
-            raise ValueError("TrainConfig.lr must be positive, got 0.")
-        for field in ("warmup_fraction", "min_lr_ratio"):
-            if not 0.0 <= getattr(self, field) <= 1.0:
-                raise ValueError(
-                    f"TrainConfig.{field} must be in [0, 1], got {getattr(self, field)}."
-                )
-        if self.label_smoothing >= 1:
-            raise ValueError(
-                f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}."
+            raise OptionError(
+                "{monitor} must be auto, train/loss or a validation metric such as val/loss or "
+                f"val/accuracy; got {self.monitor!r}.",
+                "monitor",
+                owner="TrainConfig",
             )
-        if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
-            raise ValueError(
-                f"TrainConfig.device must be auto, cpu, cuda[:N] or mps, got '{self.device}'."
+        if self.device not in ("auto", "cpu", "mps") and not re.fullmatch(
+            r"cuda(:\d+)?", self.device
+        ):
+            raise OptionError(
+                f"{{device}} must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}.",
+                "device",
+                owner="TrainConfig",
             )

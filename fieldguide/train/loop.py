@@ -31,7 +31,7 @@ from fieldguide.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from fieldguide.train.config import TrainConfig
+from fieldguide.train.config import OptionError, TrainConfig
 from fieldguide.train.device import autocast, pick_device, resolve_precision
 from fieldguide.train.params import param_groups
 from fieldguide.train.progress import Progress
@@ -61,6 +61,7 @@ class TrainResult:
     samples_per_second: float
     device: str
     precision: str
+    notes: list[str] = field(default_factory=list)  # what the reader of the run should know
 
 
 def seed_everything(seed: int) -> None:
@@ -73,6 +74,48 @@ def seed_everything(seed: int) -> None:
 def monitor_mode(metric: str) -> str:
     """Return "min" for losses and errors, "max" for everything else."""
     return "min" if metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "max"
+
+
+def _check_device(requested: str) -> str:
+    """Return `requested` if that device exists here; else raise OptionError naming `device`."""
+    kind, _, index = requested.partition(":")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise OptionError(
+            f"{{device}} asks for {requested!r} but CUDA is not available on this machine; use "
+            "auto or cpu.",
+            "device",
+            owner="TrainConfig",
+        )
+    if kind == "cuda" and index.isdigit() and int(index) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise OptionError(
+            f"{{device}} asks for {requested!r} but this machine has {count} CUDA device(s), "
+            f"cuda:0 to cuda:{count - 1}.",
+            "device",
+            owner="TrainConfig",
+        )
+    mps = getattr(torch.backends, "mps", None)
+    if kind == "mps" and not (mps is not None and mps.is_available()):
+        raise OptionError(
+            "{device} asks for 'mps' but MPS is not available on this machine; use auto or cpu.",
+            "device",
+            owner="TrainConfig",
+        )
+    return requested
+
+
+def _check_monitor(monitor: str, metric_names: Sequence[str] | None) -> None:
+    """Refuse a monitored metric the task does not evaluate (when the task names its metrics)."""
+    if metric_names is None:
+        return
+    known = ["train/loss", *(f"val/{name}" for name in metric_names)]
+    if monitor not in known:
+        raise OptionError(
+            f"{{monitor}} must be one of the metrics this task evaluates, {', '.join(known)}; "
+            f"got {monitor!r}.",
+            "monitor",
+            owner="TrainConfig",
+        )
 
 
 @dataclass
@@ -132,13 +175,15 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.epoch_callbacks = list(epoch_callbacks)
         self.progress = progress if isinstance(progress, Progress) else Progress(progress)
-        self.device = pick_device(config.device)
+        self.device = pick_device(_check_device(config.device))
         self.precision = resolve_precision(config.precision, self.device)
         # "auto" monitors the task's own headline metric (accuracy, MASE, perplexity, ...).
         self.monitor = (
             getattr(task, "monitor", "val/loss") if config.monitor == "auto" else config.monitor
         )
+        _check_monitor(self.monitor, getattr(task, "metric_names", None))
         self.mode = monitor_mode(self.monitor)
+        self.notes: list[str] = []  # said once at the start and kept for the run's report
         self.state = _State()
         self.best_weights: dict[str, Tensor] | None = None
         self.last_checkpoint: Path | None = None
@@ -249,7 +294,10 @@ class Trainer:
                 f"training stopped (last checkpoint written: {where}). "
                 "Try a lower --lr or gradient clipping."
             )
-        self.state.epoch_loss_sum += float(losses.sum())
+        # One step at a time, in order, in float64: the sum does not depend on how steps were
+        # grouped between checks, so a resumed run writes the same train/loss to the last bit.
+        for value in losses.double().tolist():
+            self.state.epoch_loss_sum += value
         self.state.epoch_loss_count += len(losses)
 
     def _set_lr(self) -> None:
@@ -338,12 +386,15 @@ class Trainer:
                     f"{self.checkpoint_dir} already holds checkpoints; "
                     "resume the run or use a new folder."
                 )
-        if self.total_steps < 100 and not resume:
+        if self.total_steps < 100 and not cfg.max_steps:
             # Tiny training sets (GunPoint: 42 series) give one step per epoch; say so up front.
-            self.progress.message(
-                f"note: only {self.total_steps} optimizer steps ({self.steps_per_epoch} per "
-                "epoch); small data usually wants more --epochs or a smaller --batch-size."
+            # A step budget (max_steps) was chosen on purpose, so it goes without comment.
+            self.notes.append(
+                f"only {self.total_steps} optimizer steps ({self.steps_per_epoch} per epoch); "
+                "small data usually wants more --epochs or a smaller --batch-size."
             )
+            if not resume:
+                self.progress.message(f"note: {self.notes[-1]}")
         previous_handler = self._install_sigint()
         try:
             status = self._run()
@@ -368,6 +419,7 @@ class Trainer:
             samples_per_second=s.samples / max(s.train_seconds, 1e-9),
             device=self.device,
             precision=self.precision,
+            notes=list(self.notes),
         )
 
     def _run(self) -> str:
@@ -390,7 +442,7 @@ class Trainer:
                     s.train_seconds += time.perf_counter() - tick
                     self.save()
                     self.progress.message(
-                        f"stopped at step {s.step}; resume from {self.last_checkpoint}"
+                        f"stopped at step {s.step}; checkpoint saved at {self.last_checkpoint}"
                     )
                     return "interrupted"
                 if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
@@ -406,7 +458,8 @@ class Trainer:
                     s.samples / max(s.train_seconds + time.perf_counter() - tick, 1e-9),
                 )
             s.train_seconds += time.perf_counter() - tick
-            record = self._evaluate()
+            with self.progress.phase("validating"):
+                record = self._evaluate()
             self.progress.epoch(
                 s.epoch,
                 cfg.epochs,
@@ -421,7 +474,10 @@ class Trainer:
             self.save()
             for callback in self.epoch_callbacks:
                 callback(self, record)
-            if self._stop_requested:  # asked for by an epoch callback; the checkpoint is saved
+            if self._stop_requested:  # Ctrl-C or an epoch callback; the checkpoint is saved
+                self.progress.message(
+                    f"stopped at step {s.step}; checkpoint saved at {self.last_checkpoint}"
+                )
                 return "interrupted"
         return "early_stopped" if s.stopped_early else "finished"
 

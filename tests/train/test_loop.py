@@ -1,22 +1,25 @@
+import io
 import json
 import math
+import time
 
 import pytest
 import torch
 
 from fieldguide.train.checkpoint import latest_checkpoint, load_checkpoint
-from fieldguide.train.config import TrainConfig
+from fieldguide.train.config import OptionError, TrainConfig
 from fieldguide.train.loop import NonFiniteLossError, Trainer
+from fieldguide.train.progress import Progress
 
 from .helpers import synthetic_data, task_and_model
 
 BASE = TrainConfig(epochs=3, batch_size=16, lr=1e-2, seed=3, warmup_fraction=0.2)
 
 
-def fit(cfg, ckpt=None, callbacks=(), resume=False, init_seed=0, **kw):
+def fit(cfg, ckpt=None, callbacks=(), resume=False, init_seed=0, progress="quiet", **kw):
     task, model = task_and_model(seed=init_seed)
     trainer = Trainer(
-        model, task, cfg, checkpoint_dir=ckpt, callbacks=callbacks, progress="quiet", **kw
+        model, task, cfg, checkpoint_dir=ckpt, callbacks=callbacks, progress=progress, **kw
     )
     return trainer, trainer.fit(resume=resume)
 
@@ -108,7 +111,7 @@ class ExplodingTask:
 
     def __init__(self, task, bad_step):
         self.inner, self.bad_step, self.calls = task, bad_step, 0
-        self.name, self.monitor, self.monitor_mode = task.name, task.monitor, task.monitor_mode
+        self.name, self.monitor = task.name, task.monitor
 
     @property
     def train_size(self):
@@ -234,3 +237,73 @@ def test_max_steps_caps_training_inside_an_epoch_and_resumes_exactly(tmp_path):
     resumed, final = fit(cfg, tmp_path / "b", resume=True, init_seed=5)
     assert final.step == 10
     assert_same_weights(reference.model, resumed.model)
+
+
+@pytest.mark.parametrize("stop_step", [5, 31])
+def test_resumed_run_writes_the_same_metrics_file_byte_for_byte(tmp_path, stop_step):
+    # 25 steps per epoch: losses are checked every 16 steps and at each checkpoint (every 3),
+    # so where the stop falls changes how steps group between checks; train/loss must not.
+    cfg = TrainConfig(**{**BASE.__dict__, "batch_size": 4, "epochs": 2, "checkpoint_every": 3})
+    fit(cfg, tmp_path / "a", metrics_path=tmp_path / "a.jsonl")
+    fit(cfg, tmp_path / "b", callbacks=[stop_at(stop_step)], metrics_path=tmp_path / "b.jsonl")
+    fit(cfg, tmp_path / "b", resume=True, init_seed=9, metrics_path=tmp_path / "b.jsonl")
+    assert (tmp_path / "b.jsonl").read_bytes() == (tmp_path / "a.jsonl").read_bytes()
+
+
+class NamedMetricsTask(ExplodingTask):
+    """A task that names the metrics it evaluates, and takes its time to evaluate."""
+
+    metric_names = ("loss", "accuracy", "macro_f1", "auroc", "ece")
+
+    def __init__(self, task, seconds=0.0):
+        super().__init__(task, bad_step=10**9)
+        self.seconds = seconds
+
+    def evaluate(self, model, split, **kw):
+        time.sleep(self.seconds)
+        return self.inner.evaluate(model, split, **kw)
+
+
+def test_a_monitor_the_task_does_not_evaluate_is_refused_before_training():
+    task, model = task_and_model()
+    cfg = TrainConfig(**{**BASE.__dict__, "monitor": "val/acc"})
+    with pytest.raises(OptionError, match=r"monitor must be one of the metrics .*val/accuracy"):
+        Trainer(model, NamedMetricsTask(task), cfg, progress="quiet")
+    Trainer(model, NamedMetricsTask(task), BASE, progress="quiet")  # auto: the task's own
+
+
+def test_a_device_that_does_not_exist_is_one_sentence_naming_device():
+    task, model = task_and_model()
+    missing = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    with pytest.raises(OptionError, match=rf"TrainConfig\.device asks for '{missing}' but"):
+        Trainer(model, task, TrainConfig(device=missing), progress="quiet")
+
+
+def test_the_few_steps_note_is_left_out_when_max_steps_was_given(capsys):
+    fit(BASE, progress="plain")  # 21 steps in all: worth a note
+    assert "note: only 21 optimizer steps" in capsys.readouterr().out
+    _, result = fit(TrainConfig(**{**BASE.__dict__, "max_steps": 5}), progress="plain")
+    assert "note:" not in capsys.readouterr().out and result.notes == []
+
+
+def test_plain_progress_speaks_at_least_every_heartbeat_during_training_and_validation():
+    stream = io.StringIO()
+    progress = Progress("plain", stream=stream, heartbeat=0.05)
+    task, model = task_and_model()
+    cfg = TrainConfig(**{**BASE.__dict__, "epochs": 1})
+    Trainer(model, NamedMetricsTask(task, seconds=0.3), cfg, progress=progress).fit()
+    lines = stream.getvalue().splitlines()
+    assert any(line.startswith("  validating: ") for line in lines), lines
+    progress.start(10, 0)
+    time.sleep(0.06)
+    progress.step(3, 0, 0.5, 1e-3, 100.0)
+    assert stream.getvalue().splitlines()[-1].startswith("  epoch 1  step 3/10  train/loss 0.5000")
+
+
+def test_rich_progress_names_the_pass_it_is_in():
+    progress = Progress("rich", stream=io.StringIO())
+    progress.start(10, 0)
+    with progress.phase("validating"):
+        assert progress._bar.tasks[0].fields["phase"] == "validating"
+    assert progress._bar.tasks[0].fields["phase"] == ""
+    progress.stop()
