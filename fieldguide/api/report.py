@@ -58,6 +58,29 @@ METRIC_NOTES = {
 }
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n:,}" for name, n in counts.items())
+
+
+def data_notes(data: Any) -> list[str]:
+    """What loading did to the data that a reader should know: cells filled in, per column."""
+    done = getattr(data, "preprocessing", None) or {}
+    notes = []
+    filled = done.get("filled_with_median") or {}
+    if filled:
+        notes.append(
+            f"filled {sum(filled.values()):,} missing cell(s) of numeric columns with the "
+            f"column's train median: {_counts(filled)}."
+        )
+    blank = done.get("missing_categorical") or {}
+    if blank:
+        notes.append(
+            f"{sum(blank.values()):,} missing cell(s) of categorical columns encode as all "
+            f"zeros (no category): {_counts(blank)}."
+        )
+    return notes
+
+
 def render_report(
     run: Any, data: Any, task: Any, net: Any, result: Any, test: dict[str, float], run_dir: Path
 ) -> str:
@@ -81,6 +104,11 @@ def render_report(
         f"{result.monitor} = {best.get(result.monitor, float('nan')):.4f} "
         f"at epoch {best.get('epoch', '-')}"
     )
+    notes = list(getattr(result, "notes", []))
+    notes += [note for note in data_notes(data) if note not in notes]
+    notes_section = "".join(f"- {note}\n" for note in notes)
+    if notes_section:
+        notes_section = f"\n## Notes\n\n{notes_section}"
     return f"""# {run.model} on {data.name}
 
 | | |
@@ -99,6 +127,6 @@ def render_report(
 | metric | value | meaning |
 | --- | --- | --- |
 {rows}
-
+{notes_section}
 Repeat this run: `fieldguide train --config {run_dir / "config.toml"}`
 """

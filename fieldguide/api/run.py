@@ -154,8 +154,10 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig]:
 
 
 def _run_dir(runs_dir: Path, model: str, data_name: str) -> Path:
+    """A free, absolute folder path under `runs_dir` for a new run; creates nothing."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{stamp}-{model}-{data_name}")
+    runs_dir = runs_dir.absolute()  # printed and written in report.md: right from any folder
     path = runs_dir / safe
     n = 2
     while path.exists():
@@ -179,9 +181,13 @@ def train(
 ) -> RunResult:
     """Train `model` on `data` and write a run folder.
 
+    The folder is created only once everything has been checked, and removed again if the run
+    fails before its first optimizer step. A data path is recorded absolute in config.toml,
+    so `--config RUN/config.toml` and `resume` work from any folder.
+
     Args:
         model: a registered name (`fieldguide list`) or "auto" for the guide's pick.
-        data: a starter dataset name, an image folder or a CSV file.
+        data: a starter dataset name, an image folder, a graph folder or a CSV file.
         model_config: overrides of the model preset's fields.
         data_config: split and reading options (its `name` is replaced by `data`).
         train_config: the recipe; defaults to TrainConfig().
@@ -191,12 +197,21 @@ def train(
         progress: "auto", "rich", "plain" or "quiet".
         **recipe: any TrainConfig field, e.g. `epochs=10, lr=1e-3`; applied over `train_config`.
 
+    Returns:
+        The run's folder, model, test metrics and status: "finished", "early_stopped", or
+        "interrupted" (Ctrl-C; a checkpoint was saved and `resume` continues it).
+
     Example:
         >>> result = train("mlp", "digits", epochs=10)
         >>> result.test_metrics["test/accuracy"], result.run_dir
     """
+    import shutil
+
+    from fieldguide.api.report import data_notes
+    from fieldguide.guide.select import auto_model
     from fieldguide.models.registry import replace_config
     from fieldguide.train.loop import Trainer
+    from fieldguide.train.progress import Progress
 
     if recipe and (resume is not None or config is not None):
         raise ValueError(
@@ -206,7 +221,7 @@ def train(
     if recipe:
         train_config = replace_config(train_config or TrainConfig(), "train", **recipe)
     if resume is not None:
-        run_dir = Path(resume)
+        run_dir = Path(resume).absolute()
         if not (run_dir / "config.toml").is_file():
             raise FileNotFoundError(
                 f"resume expects a run folder with a config.toml; {run_dir} has none."
@@ -225,31 +240,53 @@ def train(
             data=replace(data_config or DataConfig(), name=data),
             train=train_config or TrainConfig(),
         )
+    if resume is None:
+        run = replace(run, data=run.data.with_absolute_path())
+    run.data.check_applies()
+    auto = run.model == "auto"
     data_obj, task, net, run = _load(run)
 
+    notes = []
+    if auto:  # the reason, for the reader; _load chose the same name
+        name, reason = auto_model(data_obj.modality, tuple(getattr(data_obj, "input_shape", ())))
+        notes.append(f"model auto chose {name}: {reason}.")
+    notes += data_notes(data_obj)
+    shown = Progress(progress)
     if resume is None:
         run_dir = _run_dir(Path(runs_dir), run.model, data_obj.name)
-        run_dir.mkdir(parents=True)
-        write_atomic(run_dir / "config.toml", run.to_toml())
+    # The trainer checks the device and the monitored metric; it creates no files.
     trainer = Trainer(
         net,
         task,
         run.train,
         checkpoint_dir=run_dir / "checkpoint",
         metrics_path=run_dir / "metrics.jsonl",
-        progress=progress,
+        progress=shown,
     )
-    result = trainer.fit(resume=resume is not None)
+    if resume is None:
+        for note in notes:
+            shown.message(f"note: {note}")
+        run_dir.mkdir(parents=True)
+    try:
+        if resume is None:
+            write_atomic(run_dir / "config.toml", run.to_toml())
+        result = trainer.fit(resume=resume is not None)
+    except BaseException:
+        if resume is None and trainer.state.step == 0:  # failed at start-up: leave nothing
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    result.notes[:0] = notes
     if result.status == "interrupted":
         return RunResult(
             run_dir, run.model, {}, result.status, result.train_seconds, net.num_parameters()
         )
 
-    test = task.evaluate(
-        net, "test", device=trainer.device, batch_size=256, autocast=trainer.autocast
-    )
+    with shown.phase("testing"):
+        test = task.evaluate(
+            net, "test", device=trainer.device, batch_size=256, autocast=trainer.autocast
+        )
     _write_outputs(run_dir, run, data_obj, task, net, result, test)
-    trainer.progress.message(
+    shown.message(
         "test  "
         + "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in test.items())
         + f"\nrun folder: {run_dir}"

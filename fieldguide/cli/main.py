@@ -1,6 +1,7 @@
 """`fieldguide` command: list, show, diagram, train, generate, data list. Parsing and printing.
 
-Errors are one line on stderr and exit code 2; `--debug` shows the traceback instead.
+Errors are one line on stderr and exit code 2; `--debug` (before or after the command) shows
+the traceback instead. A run stopped by Ctrl-C exits with 130, like any interrupted command.
 `list`, `show` and `data list` answer without importing torch.
 """
 
@@ -14,16 +15,24 @@ import sys
 import typing
 from typing import Any
 
+from fieldguide import __version__
 from fieldguide.api.config import DataConfig
 from fieldguide.suggest import unknown
-from fieldguide.train.config import TrainConfig
+from fieldguide.train.config import OptionError, TrainConfig
 
 # Data fields that have flags of their own or are given positionally.
 _DATA_FLAGS = {"name"}
 
 
+# Config fields whose flag is not "--" + the field name.
+_FLAG_OF = {"name": "--data"}
+# Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    """The flag of a config field: `label_smoothing` is `--label-smoothing`."""
+    return _FLAG_OF.get(name, "--" + name.replace("_", "-"))
 
 
 def _field_comments(cls: type) -> dict[str, str]:
@@ -92,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks instead of one-line errors"
     )
+    parser.add_argument("--version", action="version", version=f"fieldguide {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="registered models: name, family, parameters")
@@ -160,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="starter datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     data_sub.add_parser("list", help="starter datasets: present or how to get them")
+    for command in (*sub.choices.values(), *data_sub.choices.values()):
+        # After the command too; the default leaves the value given before it alone.
+        command.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks instead of one-line errors",
+        )
     return parser
 
 
@@ -251,8 +269,8 @@ def cmd_show(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    """Train and print where the run went."""
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train and print where the run went; 130 when Ctrl-C stopped it (with a checkpoint)."""
     from fieldguide.api import train
     from fieldguide.api.config import RunConfig
 
@@ -294,9 +312,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         )
     if result.status == "interrupted":
         print(f"interrupted; resume with: fieldguide train --resume {result.run_dir}")
-    elif args.quiet:
+        return EXIT_INTERRUPTED
+    if args.quiet:
         metrics = "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in result.test_metrics.items())
         print(f"test  {metrics}\nrun folder: {result.run_dir}")
+    return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -342,7 +362,12 @@ def main(argv: list[str] | None = None) -> int:
         "data": cmd_data,
     }
     try:
-        commands[args.command](args)
+        code = commands[args.command](args)
+    except OptionError as e:  # a recipe or data option: named by its flag
+        if args.debug:
+            raise
+        print(f"error: {e.render(_flag)}", file=sys.stderr)
+        return 2
     except (
         ValueError,
         TypeError,
@@ -357,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from fieldguide.data.base import (
     stratified_split,
     tensor_splits,
 )
+from fieldguide.train.config import OptionError
 
 # Column names taken as the target when `target` is not given (compared case-insensitively).
 TARGET_NAMES = ("target", "label", "class")
@@ -96,17 +97,20 @@ def find_target(header: list[str], target: str | None, path: Path) -> int:
         if target in header:
             return header.index(target)
         close = difflib.get_close_matches(target, header, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(
-            f"target column '{target}' is not in CSV file {path}; {hint}its columns are {columns}."
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise OptionError(
+            f"{{target}} expects a column of CSV file {path}, one of {columns}; "
+            f"got '{target}'{hint}.",
+            "target",
         )
     candidates = [i for i, name in enumerate(header) if name.lower() in TARGET_NAMES]
     if len(candidates) == 1:
         return candidates[0]
     found = "no column" if not candidates else "several columns"
-    raise ValueError(
-        f"CSV file {path} has {found} named target, label or class; pass target= one of "
-        f"its columns: {columns}."
+    raise OptionError(
+        f"CSV file {path} has {found} named target, label or class; name the target with "
+        f"{{target}}, one of its columns: {columns}.",
+        "target",
     )
 
 
@@ -118,17 +122,23 @@ def _class_order(values: set[str]) -> list[str]:
 
 
 def _numeric(values: list[str], train: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """A numeric column imputed with the train median and z-scored with train mean and std."""
+    """A numeric column imputed with the train median and z-scored with train mean and std.
+
+    The statistics include `filled`: how many cells (of all rows) were missing and took the
+    median.
+    """
     column = np.array(
         [np.nan if v.lower() in MISSING else float(v) for v in values], dtype=np.float64
     )
     seen = column[train][~np.isnan(column[train])]
     # A column with no train values at all carries nothing; 0 keeps it finite.
     median = float(np.median(seen)) if seen.size else 0.0
-    column[np.isnan(column)] = median
+    missing = np.isnan(column)
+    column[missing] = median
     mean, std = float(column[train].mean()), float(column[train].std())
     std = std if std > 1e-12 else 1.0  # a constant column stays at zero instead of dividing by 0
-    return (column - mean) / std, {"median": median, "mean": mean, "std": std}
+    stats = {"median": median, "mean": mean, "std": std, "filled": int(missing.sum())}
+    return (column - mean) / std, stats
 
 
 def _categorical(name: str, values: list[str], train: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -235,6 +245,12 @@ def load_csv(
             f"expected at least one more column with values."
         )
     x = np.concatenate(blocks, axis=1).astype(np.float32)  # (N, D)
+    # Missing cells, counted per column over all rows: numeric ones took the train median,
+    # categorical ones encode as all zeros.
+    filled = {name: stats["filled"] for name, stats in numeric.items() if stats["filled"]}
+    blank = {
+        name: n for name in categorical if (n := sum(not row[header.index(name)] for row in rows))
+    }
 
     description = (
         f"CSV '{path.name}': {len(y):,} rows, {x.shape[1]} features from {len(numeric)} "
@@ -255,5 +271,7 @@ def load_csv(
             "categorical": categorical,
             "dropped_empty_columns": dropped,
             "missing_values": sorted(MISSING),
+            "filled_with_median": filled,
+            "missing_categorical": blank,
         },
     )

@@ -4,6 +4,7 @@ import torch
 
 from fieldguide.data import load_data
 from fieldguide.data.tabular import _categorical, _numeric, load_csv
+from fieldguide.train.config import OptionError
 
 
 def _csv(tmp_path, text, name="table.csv"):
@@ -101,13 +102,17 @@ def test_trailing_comma_column_and_blank_lines_are_skipped(tmp_path):
 
 def test_missing_target_column_lists_the_columns(tmp_path):
     path = _csv(tmp_path, _table())
-    with pytest.raises(ValueError, match=r"target column 'lable' .*did you mean 'label'.*'age'"):
+    match = (
+        r"^target expects a column of CSV file .*'age'.*; got 'lable' \(did you mean 'label'\?\)"
+    )
+    with pytest.raises(OptionError, match=match):
         load_data(str(path), target="lable")
 
 
 def test_no_default_target_lists_the_columns(tmp_path):
     path = _csv(tmp_path, "a,b\n1,2\n")
-    with pytest.raises(ValueError, match=r"no column named target, label or class; .*'a', 'b'"):
+    match = r"no column named target, label or class; name the target with target, .*'a', 'b'"
+    with pytest.raises(OptionError, match=match):
         load_data(str(path))
     path = _csv(tmp_path, "label,class,x\n1,2,3\n", name="two.csv")
     with pytest.raises(ValueError, match="several columns named target, label or class"):
@@ -180,3 +185,15 @@ def test_identifier_like_text_column_is_refused(tmp_path):
 def test_csv_rejects_image_size(tmp_path):
     with pytest.raises(ValueError, match="image_size applies only to image folders"):
         load_data(str(_csv(tmp_path, _table())), image_size=8)
+
+
+def test_missing_cells_are_counted_per_column(tmp_path):
+    rows = ["1,NA,red", "2,,", "3,5,blue", ",7,", "5,?,red"] + [f"{i},{i},blue" for i in range(5)]
+    text = "age,income,colour,label\n" + "".join(f"{r},{'ab'[i % 2]}\n" for i, r in enumerate(rows))
+    data = load_csv(_csv(tmp_path, text), val_fraction=0.2, test_fraction=0.2)
+    assert data.preprocessing["filled_with_median"] == {"age": 1, "income": 3}
+    assert data.preprocessing["missing_categorical"] == {"colour": 2}
+    assert data.preprocessing["numeric"]["income"]["filled"] == 3
+    full = load_csv(_csv(tmp_path, _table().replace(",,", ",1,"), name="full.csv"))
+    assert full.preprocessing["filled_with_median"] == {}
+    assert full.preprocessing["missing_categorical"] == {}
