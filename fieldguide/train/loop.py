@@ -108,7 +108,8 @@ def _check_monitor(monitor: str, metric_names: Sequence[str] | None) -> None:
     """Refuse a monitored metric the task does not evaluate (when the task names its metrics)."""
     if metric_names is None:
         return
-    known = ["train/loss", *(f"val/{name}" for name in metric_names)]
+    # Names may come bare ("accuracy") or keyed ("val/accuracy"); the trainer monitors val/.
+    known = ["train/loss", *(f"val/{name.rsplit('/', 1)[-1]}" for name in metric_names)]
     if monitor not in known:
         raise OptionError(
             f"{{monitor}} must be one of the metrics this task evaluates, {', '.join(known)}; "
