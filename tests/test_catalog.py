@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from fieldguide import get_entry, list_models
-from fieldguide.models.catalog import CATALOG, build_catalog, load_catalog
+from fieldguide.api.catalog import CATALOG, build_catalog, load_catalog
 
 
 def test_committed_catalog_is_not_stale():
@@ -16,7 +16,7 @@ def test_committed_catalog_is_not_stale():
     )
     assert committed == built, (
         f"{CATALOG.name} is stale for {stale}; regenerate it with "
-        f"`python -m fieldguide.models.catalog` and commit the result."
+        f"`python -m fieldguide.api.catalog` and commit the result."
     )
 
 
@@ -35,7 +35,7 @@ def test_catalog_lists_every_model_with_its_entry():
 
 def test_load_catalog_does_not_import_torch():
     code = (
-        "import sys; from fieldguide.models.catalog import load_catalog; "
+        "import sys; from fieldguide.api.catalog import load_catalog; "
         "c = load_catalog(); print('torch' in sys.modules, 'resnet18' in c)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -31,82 +31,21 @@ class RunResult:
 
 
 def _make_task(data: Any, run: RunConfig) -> Any:
-    """The task the data calls for: forecasting, language modelling, seq2seq or classification."""
-    if data.modality == "time-series":
-        from fieldguide.tasks.forecasting import ForecastingTask
+    """The task the data calls for (`fieldguide.tasks.TASKS`), with the options the user set.
 
-        return ForecastingTask(
-            data, context=run.data.context or None, horizon=run.data.horizon or None
-        )
-    from fieldguide.data.base import TextData
+    Options left at their "unset" value (0, "", "none") are not passed, so a task that does not
+    take one only refuses it when the user actually set it.
+    """
+    from fieldguide.tasks import make_task
 
-    if isinstance(data, TextData):  # one token stream: language modelling, windows of context
-        from fieldguide.tasks.language_modeling import LanguageModelingTask
-
-        if run.data.horizon:
-            raise ValueError(f"horizon applies to forecasting data; '{run.data.name}' is text.")
-        window = {"context": run.data.context} if run.data.context else {}
-        return LanguageModelingTask(data, **window)
-    if data.modality == "graphs":
-        return _graph_task(data, run)
-    if run.data.fanouts:
-        raise ValueError(
-            f"fanouts applies to graph data; '{run.data.name}' is {data.modality} data."
-        )
-    if data.modality == "seq2seq":
-        from fieldguide.tasks.seq2seq import Seq2SeqTask
-
-        if run.data.context or run.data.horizon:
-            raise ValueError(
-                f"context and horizon apply to forecasting data; '{run.data.name}' is seq2seq data."
-            )
-        return Seq2SeqTask(data)
-    if run.data.context or run.data.horizon:
-        raise ValueError(
-            f"context and horizon apply to forecasting data; '{run.data.name}' is {data.modality} "
-            "classification data."
-        )
-    options = {
+    given = {
+        "context": run.data.context,
+        "horizon": run.data.horizon,
+        "fanouts": parse_fanouts(run.data.fanouts),
         "label_smoothing": run.train.label_smoothing,
-        "class_weights": run.train.class_weights,
+        "class_weights": "" if run.train.class_weights == "none" else run.train.class_weights,
     }
-    if data.modality == "sequences":
-        from fieldguide.tasks.sequence_classification import SequenceClassificationTask
-
-        return SequenceClassificationTask(data, **options)
-    if data.modality == "text":  # token ids (N, T) with lengths
-        from fieldguide.tasks.text_classification import TextClassificationTask
-
-        return TextClassificationTask(data, **options)
-    from fieldguide.tasks.classification import ClassificationTask
-
-    return ClassificationTask(data, **options)
-
-
-def _graph_task(data: Any, run: RunConfig) -> Any:
-    """Node classification for one graph, graph classification for a set of graphs."""
-    from fieldguide.data.base import GraphData
-
-    if run.data.context or run.data.horizon:
-        raise ValueError(
-            f"context and horizon apply to forecasting data; '{run.data.name}' is graph data."
-        )
-    options = {
-        "label_smoothing": run.train.label_smoothing,
-        "class_weights": run.train.class_weights,
-    }
-    if not isinstance(data, GraphData):
-        from fieldguide.tasks.graph_classification import GraphClassificationTask
-
-        if run.data.fanouts:
-            raise ValueError(
-                f"fanouts samples the neighbours of nodes in one large graph; '{run.data.name}' "
-                "is a set of small graphs, trained whole, so leave fanouts out."
-            )
-        return GraphClassificationTask(data, **options)
-    from fieldguide.tasks.node_classification import NodeClassificationTask
-
-    return NodeClassificationTask(data, fanouts=parse_fanouts(run.data.fanouts), **options)
+    return make_task(data, **{k: v for k, v in given.items() if v})
 
 
 def parse_fanouts(text: str) -> tuple[int, ...]:

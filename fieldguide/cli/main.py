@@ -192,7 +192,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     """Print the model table."""
     from rich.table import Table
 
-    from fieldguide.models.catalog import load_catalog
+    from fieldguide.api.catalog import load_catalog
 
     catalog = load_catalog()
     families = sorted({c["family"] for c in catalog.values()})
@@ -210,7 +210,7 @@ def cmd_diagram(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from fieldguide.api.diagram import registered_diagram, run_diagram
-    from fieldguide.models.catalog import load_catalog
+    from fieldguide.api.catalog import load_catalog
 
     options = {
         "depth": args.depth,
@@ -244,7 +244,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     """Print one model's card."""
     from rich.console import Console
 
-    from fieldguide.models.catalog import load_catalog
+    from fieldguide.api.catalog import load_catalog
 
     catalog = load_catalog()
     if args.name not in catalog:

@@ -8,22 +8,77 @@ every declared property of every registered model):
 - ``causal``: for sequences (B, T, C), the output at step t depends on inputs at steps <= t only.
 - ``streamable``: `initial_state(batch_size)` and `step(x_t, state)` reproduce the full forward
   pass one step at a time, batched.
+
+The task contract (tasks/base.py): a model class declares what it `reads` (one of `READS`), a
+task declares which of those it accepts, and the task sizes the model for its data through
+`config_for_data(config, spec)`, where `spec` (a `DataSpec`) says what one example looks like
+and what the task needs out. Fields the data decides (input width, outputs, vocabulary, the
+pool or readout a task needs) are set there; every other field stays the user's.
+
+One name per concept across every config dataclass:
+
+| concept                                   | field         |
+| ----------------------------------------- | ------------- |
+| input width (features, channels, node dims)| `in_channels` |
+| outputs of the head (classes, targets)    | `out_dim`     |
+| width of the hidden layers / residual stream | `hidden_dim` |
+| stacked blocks or layers                  | `num_layers`  |
+| attention heads                           | `num_heads`   |
+| token vocabulary                          | `vocab_size`  |
+| longest sequence a model can embed        | `max_len`     |
+| dropout probability                       | `dropout`     |
+| one output per sequence: "none", "last", "mean" | `pool`  |
+| one output per graph: "none", "mean", "sum", "max" | `readout` |
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from fieldguide.layers.shapes import check_shape
 
+# What a model class can read; tasks accept some of these.
+READS = ("vectors", "images", "sequences", "tokens", "token-pairs", "graph")
+# What a task needs out of a model: one output per example (a row, an image, a whole sequence
+# or text), per step of a sequence, per node of a graph, or per graph.
+OUTPUTS = ("per-example", "per-step", "per-node", "per-graph")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a task's data asks of a model: the input it will get and the outputs it needs.
+
+    Attributes:
+        shape: One example's shape: (D,) vectors or node features, (C, H, W) images, (T, C)
+            sequences, (T,) token ids (T the longest sequence the task feeds).
+        num_outputs: Outputs per example, step, node or graph (classes, H * C, vocabulary).
+        output: One of `OUTPUTS`.
+        vocab_size: Token ids the model must embed (token models), else 0.
+        description: Words for errors, such as "10 classes" or "horizon 12 x 1 column".
+    """
+
+    shape: tuple[int, ...]
+    num_outputs: int
+    output: Literal["per-example", "per-step", "per-node", "per-graph"] = "per-example"
+    vocab_size: int = 0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"DataSpec.output must be one of {OUTPUTS}; got {self.output!r}.")
+        if self.num_outputs < 1:
+            raise ValueError(f"DataSpec.num_outputs must be at least 1; got {self.num_outputs}.")
+
 
 class Model(nn.Module):
     """Base class of registered models; subclasses set `config` and the class variables."""
 
     invariants: ClassVar[frozenset[str]] = frozenset()
+    reads: ClassVar[str] = ""  # one of READS; tasks check it before building
     name: str = ""  # the registry name, set by create_model
 
     def __init__(self, config: Any) -> None:
@@ -41,9 +96,30 @@ class Model(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def config_for_data(cls, config: Any, input_shape: tuple[int, ...], num_outputs: int) -> Any:
-        """Return `config` adapted to samples of `input_shape` and `num_outputs` outputs."""
-        raise NotImplementedError
+    def config_for_data(cls, config: Any, spec: DataSpec) -> Any:
+        """Return `config` with the fields the data decides set from `spec`; others untouched."""
+        raise NotImplementedError(f"{cls.__name__} does not say how to size itself for data.")
+
+    @classmethod
+    def refuse_output(cls, spec: DataSpec, *supported: str) -> None:
+        """Raise one sentence when the task needs an output kind this class cannot give."""
+        if spec.output not in supported:
+            kinds = " or ".join(kind.removeprefix("per-") for kind in supported)
+            raise ValueError(
+                f"{cls.__name__} gives one output per {kinds}; this task needs one "
+                f"{spec.output.replace('-', ' ')}."
+            )
+
+    @classmethod
+    def refuse_shape(cls, spec: DataSpec, letters: str) -> None:
+        """Raise one sentence when one example of the data is not of rank len(letters)."""
+        names = letters.split()
+        if len(spec.shape) != len(names):
+            shown = f"({', '.join(names)}{',' if len(names) == 1 else ''})"  # (C, H, W), (T,)
+            raise ValueError(
+                f"{cls.__name__} reads {cls.reads} whose examples have shape {shown}; "
+                f"the data gives examples of shape {tuple(spec.shape)}."
+            )
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters the trainer must not weight-decay (beyond norms and biases)."""
@@ -61,6 +137,7 @@ class Model(nn.Module):
 class SequenceModel(Model):
     """Base of sequence models: config has in_channels, out_dim and pool (layers/sequence.py)."""
 
+    reads = "sequences"
     example_length = 16  # T of the example input
 
     @property
@@ -73,16 +150,25 @@ class SequenceModel(Model):
         return torch.randn(batch_size, self.example_length, self.config.in_channels)
 
     @classmethod
-    def config_for_data(cls, config: Any, input_shape: tuple[int, ...], num_outputs: int) -> Any:
-        """Samples (T, C) set in_channels = C; the task sets pool; out_dim = num_outputs."""
-        from dataclasses import replace
+    def config_for_data(cls, config: Any, spec: DataSpec) -> Any:
+        """Examples (T, C) set in_channels = C and out_dim; pool follows the output needed.
 
-        if len(input_shape) != 2:
-            raise ValueError(
-                f"{cls.__name__} needs sequence samples of shape (T, C); "
-                f"the data gives {input_shape}."
-            )
-        return replace(config, in_channels=input_shape[1], out_dim=num_outputs)
+        Per step: pool "none". Per example: the user's "last" or "mean" stays; "none" becomes
+        "last" for a model that declares itself causal (its last real step has read the whole
+        sequence and nothing else) and "mean" over real steps otherwise. Invariants may depend
+        on the config (an RNN is causal only with pool="none"), so a probe with pool="none" is
+        built, under a forked RNG so that it does not shift the seed of the real weights.
+        """
+        cls.refuse_shape(spec, "T C")
+        cls.refuse_output(spec, "per-example", "per-step")
+        pool = config.pool
+        if spec.output == "per-step":
+            pool = "none"
+        elif pool == "none":
+            with torch.random.fork_rng(devices=[]):
+                probe = cls(replace(config, pool="none", in_channels=spec.shape[1]))
+            pool = "last" if "causal" in probe.invariants else "mean"
+        return replace(config, in_channels=spec.shape[1], out_dim=spec.num_outputs, pool=pool)
 
     def initial_state(self, batch_size: int) -> Any:
         """The streaming state before the first step."""
@@ -98,5 +184,11 @@ class SequenceModel(Model):
                 f"{self.name} streams only with pool 'none' or 'last'; it has pool='mean'."
             )
         check_shape(
-            x_t, "B C", C=self.config.in_channels, owner=self.name, name="x_t", what="one step"
+            x_t,
+            "B C",
+            C=self.config.in_channels,
+            owner=self.name,
+            name="x_t",
+            what="one step",
+            like=next(self.parameters(), None),
         )

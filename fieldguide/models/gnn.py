@@ -40,7 +40,7 @@ from fieldguide.layers.graph import (
     readout,
     spmm,
 )
-from fieldguide.models.base import Model
+from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
 
 
@@ -214,7 +214,7 @@ class GNN(Model):
     """Graph convolutional network (Kipf & Welling, 2017) on sparse edges."""
 
     invariants = frozenset({"permutation_equivariant"})
-    takes_graph = True  # forward reads (x, edge_index, ...), not one tensor per example
+    reads = "graph"  # forward reads (x, edge_index, ...), not one tensor per example
     reads_edge_weight = True  # False: edge weights are checked, then left out
     example_nodes_per_graph = 5  # nodes of each graph in a graph-level example input
 
@@ -271,16 +271,20 @@ class GNN(Model):
         return x, edge_index, weight, torch.arange(graphs).repeat_interleave(n)
 
     @classmethod
-    def config_for_data(
-        cls, config: GNNConfig, input_shape: tuple[int, ...], num_outputs: int
-    ) -> GNNConfig:
-        """Node features of shape (C,) in, `num_outputs` out (the task sets the readout)."""
-        if len(input_shape) != 1:
-            raise ValueError(
-                f"{cls.__name__} needs node feature vectors of shape (C,); the data gives "
-                f"{input_shape}."
-            )
-        return replace(config, in_channels=input_shape[0], out_dim=num_outputs)
+    def config_for_data(cls, config: GNNConfig, spec: DataSpec) -> GNNConfig:
+        """Node features (C,) in, `num_outputs` per node (readout "none") or per graph.
+
+        Per graph, the user's readout stays and "none" becomes "mean"; per node, the readout
+        must be "none".
+        """
+        cls.refuse_shape(spec, "C")
+        cls.refuse_output(spec, "per-node", "per-graph")
+        readout = config.readout
+        if spec.output == "per-node":
+            readout = "none"
+        elif readout == "none":
+            readout = "mean"
+        return replace(config, in_channels=spec.shape[0], out_dim=spec.num_outputs, readout=readout)
 
     def forward(
         self,
@@ -304,7 +308,13 @@ class GNN(Model):
             edge_weight = graph.edge_weight if edge_weight is None else edge_weight
             batch = graph.batch if batch is None else batch
         check_graph(
-            x, edge_index, edge_weight, batch, in_dim=self.config.in_channels, owner=self.name
+            x,
+            edge_index,
+            edge_weight,
+            batch,
+            in_dim=self.config.in_channels,
+            owner=self.name,
+            like=self.head[-1].weight,
         )
         weight = edge_weight if self.reads_edge_weight else None  # GAT learns its own weights
         edges = self._edges.get(

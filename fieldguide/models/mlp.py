@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from fieldguide.layers.shapes import check_shape
-from fieldguide.models.base import Model
+from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
@@ -77,6 +77,7 @@ class MLP(Model):
     """Multi-layer perceptron (Rumelhart et al., 1986) with optional norms and residual blocks."""
 
     invariants = frozenset({"batch_independent"})
+    reads = "vectors"
 
     def __init__(self, config: MLPConfig) -> None:
         super().__init__(config)
@@ -94,15 +95,22 @@ class MLP(Model):
         return torch.randn(batch_size, self.config.in_channels)
 
     @classmethod
-    def config_for_data(
-        cls, config: MLPConfig, input_shape: tuple[int, ...], num_outputs: int
-    ) -> MLPConfig:
-        """Flattened samples in, `num_outputs` out: images are read as pixel vectors."""
-        return replace(config, in_channels=math.prod(input_shape), out_dim=num_outputs)
+    def config_for_data(cls, config: MLPConfig, spec: DataSpec) -> MLPConfig:
+        """Flattened examples in, one output per example or node: images read as pixel vectors."""
+        cls.refuse_output(spec, "per-example", "per-node")
+        return replace(config, in_channels=math.prod(spec.shape), out_dim=spec.num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
         """Map features x of shape (B, in_channels) to outputs of shape (B, out_dim)."""
-        check_shape(x, "B D", D=self.config.in_channels, owner=self.name, name="x", what="features")
+        check_shape(
+            x,
+            "B D",
+            D=self.config.in_channels,
+            owner=self.name,
+            name="x",
+            what="features",
+            like=self.head.weight,
+        )
         return self.head(self.blocks(x))
 
 

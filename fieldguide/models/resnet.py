@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from fieldguide.layers.shapes import check_shape
-from fieldguide.models.base import Model
+from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
 
 
@@ -145,6 +145,7 @@ class ResNet(Model):
     """Residual network (He et al., 2016): stem, stages of residual blocks, pooled linear head."""
 
     invariants = frozenset({"batch_independent"})
+    reads = "images"
 
     def __init__(self, config: ResNetConfig) -> None:
         super().__init__(config)
@@ -201,21 +202,28 @@ class ResNet(Model):
         return torch.randn(batch_size, self.config.in_channels, size, size)
 
     @classmethod
-    def config_for_data(
-        cls, config: ResNetConfig, input_shape: tuple[int, ...], num_outputs: int
-    ) -> ResNetConfig:
-        """Take the channel count from (C, H, W) samples and one output per class."""
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"ResNet needs image samples of shape (C, H, W); the data gives {input_shape}."
-            )
-        return replace(config, in_channels=input_shape[0], out_dim=num_outputs)
+    def config_for_data(cls, config: ResNetConfig, spec: DataSpec) -> ResNetConfig:
+        """Take the channel count from (C, H, W) examples and one output per class."""
+        cls.refuse_shape(spec, "C H W")
+        cls.refuse_output(spec, "per-example")
+        return replace(config, in_channels=spec.shape[0], out_dim=spec.num_outputs)
 
     def features(self, x: Tensor) -> Tensor:
         """Pooled features of shape (B, feature_dim) for images x of shape (B, C, H, W)."""
         check_shape(
-            x, "B C H W", C=self.config.in_channels, owner=self.name, name="x", what="images"
+            x,
+            "B C H W",
+            C=self.config.in_channels,
+            owner=self.name,
+            name="x",
+            what="images",
+            like=self.head.weight,
         )
+        if 0 in x.shape[2:]:
+            raise ValueError(
+                f"{self.name} expects images x of at least 1x1 pixels; got "
+                f"{x.shape[2]}x{x.shape[3]} in a batch of shape {tuple(x.shape)}."
+            )
         h = self.stages(self.stem(x))  # (B, C', H', W')
         return self.pool(h).flatten(1)  # (B, C')
 

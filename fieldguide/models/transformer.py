@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fieldguide.layers.attention import KVCache, TransformerBlock, check_padding_mask
-from fieldguide.models.base import Model
+from fieldguide.layers.shapes import check_token_ids
+from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
 
 # The byte vocabulary's special ids (vocab_size 259).
@@ -64,7 +65,8 @@ class TransformerConfig:
                 raise ValueError(f"{name}.{field} must be at least 1, got {getattr(self, field)}.")
         if self.hidden_dim % self.num_heads != 0:
             raise ValueError(
-                f"{name}.hidden_dim must be divisible by num_heads; got hidden_dim={self.hidden_dim}, "
+                f"{name}.hidden_dim must be divisible by num_heads; got "
+                f"hidden_dim={self.hidden_dim}, "
                 f"num_heads={self.num_heads}."
             )
         if self.positions == "rotary" and (self.hidden_dim // self.num_heads) % 2 != 0:
@@ -103,51 +105,7 @@ class EncoderConfig(TransformerConfig):
                 f"EncoderConfig.head must be 'sequence', 'token' or 'mlm', got {self.head!r}."
             )
         if self.out_dim < 1:
-            raise ValueError(
-                f"EncoderConfig.out_dim must be at least 1, got {self.out_dim}."
-            )
-
-
-def check_token_ids(
-    x: object,
-    *,
-    owner: str,
-    name: str,
-    vocab_size: int,
-    max_len: int | None = None,
-    ndim: int = 2,
-) -> None:
-    """Raise one sentence unless x is an integer tensor of ids in [0, vocab_size), rank `ndim`.
-
-    ndim 2 is a batch of sequences (B, T), at most `max_len` long; ndim 1 is one step (B,).
-    """
-    shape = "(B, T)" if ndim == 2 else "(B,)"
-    if not isinstance(x, Tensor):
-        raise TypeError(
-            f"{owner} expects token ids {name} as a torch.Tensor of shape {shape}; "
-            f"got {type(x).__name__}."
-        )
-    if x.dtype not in (torch.int64, torch.int32):
-        raise TypeError(
-            f"{owner} expects token ids {name} as an int64 tensor; got dtype {x.dtype}; "
-            "ids index the embedding table, so pass x.long()."
-        )
-    if x.ndim != ndim:
-        raise ValueError(
-            f"{owner} expects token ids {name} of shape {shape}; got {tuple(x.shape)}."
-        )
-    if max_len is not None and x.shape[-1] > max_len:
-        raise ValueError(
-            f"{owner} expects token ids {name} of at most max_len={max_len} steps; got "
-            f"{x.shape[-1]}; build it with a larger max_len or rotary positions."
-        )
-    if x.numel() > 0:
-        low, high = int(x.min()), int(x.max())
-        if low < 0 or high >= vocab_size:
-            raise ValueError(
-                f"{owner} expects token ids {name} in [0, {vocab_size}); got ids from {low} "
-                f"to {high}."
-            )
+            raise ValueError(f"EncoderConfig.out_dim must be at least 1, got {self.out_dim}.")
 
 
 def sample_next_token(
@@ -227,6 +185,7 @@ class EncoderDecoderState:
 class TokenModel(Model):
     """What the three Transformers share: the token embedding, positions, init, input checks."""
 
+    reads = "tokens"
     example_length = 16  # T of the example input (capped at max_len)
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -294,6 +253,7 @@ class TokenModel(Model):
             vocab_size=self.config.vocab_size,
             max_len=self.config.max_len if learned else None,
             ndim=ndim,
+            device=self.token_embedding.weight.device,
         )
 
     def _check_room(self, length: int, what: str) -> None:
@@ -327,14 +287,27 @@ class TokenModel(Model):
         return torch.randint(0, self.config.vocab_size, (batch_size, t))
 
     @classmethod
-    def config_for_data(cls, config: Any, input_shape: tuple[int, ...], num_outputs: int) -> Any:
-        """Samples of T ids: max_len grows to T; num_outputs is the vocabulary of an LM."""
-        if len(input_shape) != 1:
+    def config_for_data(cls, config: Any, spec: DataSpec) -> Any:
+        """Examples of up to T ids: vocab_size is the data's, max_len grows to T if smaller.
+
+        A decoder or encoder-decoder gives next-token logits per step, so the outputs are the
+        vocabulary; the encoder overrides this for its heads.
+        """
+        cls.refuse_shape(spec, "T")
+        cls.refuse_output(spec, "per-step")
+        if spec.num_outputs != spec.vocab_size:
             raise ValueError(
-                f"{cls.__name__} needs samples of token ids of shape (T,); "
-                f"the data gives {input_shape}."
+                f"{cls.__name__} predicts the next token, one score per vocabulary id "
+                f"({spec.vocab_size}); this task needs {spec.num_outputs} outputs per step."
             )
-        return replace(config, max_len=max(config.max_len, input_shape[0]), vocab_size=num_outputs)
+        return cls._sized(config, spec)
+
+    @staticmethod
+    def _sized(config: Any, spec: DataSpec) -> Any:
+        """`config` with the data's vocabulary and room for its longest sequence."""
+        return replace(
+            config, vocab_size=spec.vocab_size, max_len=max(config.max_len, spec.shape[0])
+        )
 
     def no_weight_decay(self) -> set[str]:
         """Token and position tables: decay would pull rare ids toward zero (guide §13)."""
@@ -375,7 +348,9 @@ class TransformerEncoder(TokenModel):
         """
         self._check_ids(x, "x")
         if padding_mask is not None:
-            check_padding_mask(padding_mask, *x.shape, owner=self.name, name="padding_mask")
+            check_padding_mask(
+                padding_mask, *x.shape, owner=self.name, name="padding_mask", device=x.device
+            )
         h = self._embed(x, self.position_embedding)  # (B, T, D)
         for block in self.blocks:
             h, _ = block(h, padding_mask=padding_mask)
@@ -390,12 +365,19 @@ class TransformerEncoder(TokenModel):
         return out if padding_mask is None else out.masked_fill(~padding_mask[..., None], 0.0)
 
     @classmethod
-    def config_for_data(cls, config: Any, input_shape: tuple[int, ...], num_outputs: int) -> Any:
-        """Samples of T ids: max_len grows to T; num_outputs classes (the vocabulary for mlm)."""
-        config = super().config_for_data(config, input_shape, config.vocab_size)
-        if config.head == "mlm":
-            return replace(config, vocab_size=num_outputs)
-        return replace(config, out_dim=num_outputs)
+    def config_for_data(cls, config: Any, spec: DataSpec) -> Any:
+        """Examples of up to T ids: head "sequence" per example, "token" or "mlm" per step.
+
+        The "mlm" head stays when the task wants one score per vocabulary id at each step.
+        """
+        cls.refuse_shape(spec, "T")
+        cls.refuse_output(spec, "per-example", "per-step")
+        config = cls._sized(config, spec)
+        if spec.output == "per-example":
+            return replace(config, head="sequence", out_dim=spec.num_outputs)
+        if config.head == "mlm" and spec.num_outputs == spec.vocab_size:
+            return config
+        return replace(config, head="token", out_dim=spec.num_outputs)
 
 
 class TransformerDecoder(TokenModel):
@@ -470,15 +452,15 @@ class TransformerDecoder(TokenModel):
         the cache, every step reruns the whole sequence (the reference the cache must match).
         Call `eval()` first unless dropout should act.
         """
-        self._check_ids(prompt_ids, "prompt_ids")
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
-        if prompt_ids.shape[1] == 0:
+        if isinstance(prompt_ids, Tensor) and prompt_ids.ndim == 2 and prompt_ids.shape[1] == 0:
             raise ValueError(
                 f"{self.name} expects prompt_ids of at least one token to continue; got (B, 0); "
                 "start from BOS if there is no prompt."
             )
-        self._check_room(prompt_ids.shape[1] + max_new_tokens - 1, "generate")
+        self._check_ids(prompt_ids, "prompt_ids")
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
+        self._check_room(prompt_ids.shape[1] + max_new_tokens - 1, "generate with these prompt_ids")
         ids = prompt_ids
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         logits, state = self._run(ids, None)  # the prompt in one pass, which fills the cache
@@ -505,6 +487,7 @@ class EncoderDecoder(TokenModel):
     """
 
     invariants: ClassVar[frozenset[str]] = frozenset({"batch_independent"})
+    reads = "token-pairs"
     example_target_length = 12  # T of the example target, unlike S to show they may differ
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -553,7 +536,11 @@ class EncoderDecoder(TokenModel):
             )
         if tgt_padding_mask is not None:
             check_padding_mask(
-                tgt_padding_mask, *tgt_in.shape, owner=self.name, name="tgt_padding_mask"
+                tgt_padding_mask,
+                *tgt_in.shape,
+                owner=self.name,
+                name="tgt_padding_mask",
+                device=tgt_in.device,
             )
         context = tuple(block.cross_attn.context_cache(memory) for block in self.decoder_blocks)
         return self._decode(tgt_in, context, src_padding_mask, None, tgt_padding_mask)[0]
@@ -563,7 +550,11 @@ class EncoderDecoder(TokenModel):
         self._check_ids(src, "src")
         if src_padding_mask is not None:
             check_padding_mask(
-                src_padding_mask, *src.shape, owner=self.name, name="src_padding_mask"
+                src_padding_mask,
+                *src.shape,
+                owner=self.name,
+                name="src_padding_mask",
+                device=src.device,
             )
         h = self._embed(src, self.encoder_positions)  # (B, S, D)
         for block in self.encoder_blocks:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from fieldguide.layers.attention import TransformerBlock
 from fieldguide.layers.shapes import check_shape
-from fieldguide.models.base import Model
+from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
 
 
@@ -69,7 +69,8 @@ class ViTConfig:
             )
         if self.hidden_dim % self.num_heads != 0:
             raise ValueError(
-                f"ViTConfig.hidden_dim must be divisible by num_heads; got hidden_dim={self.hidden_dim}, "
+                f"ViTConfig.hidden_dim must be divisible by num_heads; got "
+                f"hidden_dim={self.hidden_dim}, "
                 f"num_heads={self.num_heads}."
             )
         if self.mlp not in ("gelu", "swiglu"):
@@ -91,6 +92,7 @@ class ViT(Model):
     """Vision Transformer (Dosovitskiy et al., 2021): patch tokens, Transformer blocks, head."""
 
     invariants = frozenset({"batch_independent"})
+    reads = "images"
 
     def __init__(self, config: ViTConfig) -> None:
         super().__init__(config)
@@ -151,15 +153,12 @@ class ViT(Model):
         return torch.randn(batch_size, self.config.in_channels, s, s)
 
     @classmethod
-    def config_for_data(
-        cls, config: ViTConfig, input_shape: tuple[int, ...], num_outputs: int
-    ) -> ViTConfig:
-        """Square (C, H, W) samples set in_channels and image_size = H; patch_size stays."""
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"ViT needs image samples of shape (C, H, W); the data gives {input_shape}."
-            )
-        channels, height, width = input_shape
+    def config_for_data(cls, config: ViTConfig, spec: DataSpec) -> ViTConfig:
+        """Square (C, H, W) examples set in_channels and image_size = H; patch_size stays."""
+        cls.refuse_shape(spec, "C H W")
+        cls.refuse_output(spec, "per-example")
+        channels, height, width = spec.shape
+        num_outputs = spec.num_outputs
         if height != width:
             raise ValueError(
                 f"ViT needs square images, since one image_size sizes its position table; the "
@@ -185,7 +184,15 @@ class ViT(Model):
         (i // (W/P), i % (W/P)).
         """
         c = self.config
-        check_shape(x, "B C H W", C=c.in_channels, owner=self.name, name="x", what="images")
+        check_shape(
+            x,
+            "B C H W",
+            C=c.in_channels,
+            owner=self.name,
+            name="x",
+            what="images",
+            like=self.head.weight,
+        )
         if x.shape[-2:] != (c.image_size, c.image_size):
             raise ValueError(
                 f"{self.name} expects images x of size {c.image_size}x{c.image_size}, the "

@@ -1,53 +1,39 @@
-"""The contract between a task and the trainer.
+"""The task contract: where data meets a model and the trainer.
 
-The trainer knows nothing of images, tokens or graphs. It asks the task for the size of the
-training set, for the batch made of some example indices, for the loss of a batch, and for the
-metrics of a split. Forecasting, language modelling or node classification fit the same loop
-by answering the same four questions.
+A task owns its data's splits and answers the trainer's questions: how many training examples
+there are (`split_size`), the tensors of some examples (`batch`), the loss of a batch (`loss`)
+and the metrics of a split (`evaluate`). Forecasting, language modelling or node classification
+fit the same loop by answering the same questions.
+
+A task also builds its model, through one template (`Task.build_model`):
+
+1. look up the registry entry;
+2. check that the model class `reads` what the task `accepts` (vectors, images, sequences,
+   tokens, token pairs, graph), or say in one sentence what would fit;
+3. apply the user's overrides (typed, unknown fields refused with close matches);
+4. `cls.config_for_data(config, task.spec())` sets the fields the data decides: input width,
+   outputs, vocabulary, the pool or readout the task needs;
+5. an override that the data contradicts is an error of one sentence naming both values; every
+   field the data does not decide stays the user's.
+
+Adding a task: subclass `Task` in its own module, declare `name`, `accepts`, `monitor` and
+`metric_names`, implement `spec`, `split_size`, `batch`, `loss` and `evaluate`, and add one line
+to `fieldguide.tasks.TASKS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, Protocol
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from fieldguide.models.base import DataSpec
 from fieldguide.models.registry import get_entry, replace_config
 
-
-class Task(Protocol):
-    """What the trainer needs from a task."""
-
-    name: str
-    # Default metric for early stopping and for choosing the best weights, and its direction.
-    monitor: str
-    monitor_mode: str  # "max" or "min"
-
-    @property
-    def train_size(self) -> int:
-        """Number of training examples the trainer shuffles and batches."""
-        ...
-
-    def split_sizes(self) -> dict[str, int]:
-        """Number of examples (or windows) per split, for reports."""
-        ...
-
-    def batch(self, split: str, index: Tensor) -> tuple[Tensor, ...]:
-        """Tensors of the examples `index` of `split` ("train", "val" or "test"), on the CPU."""
-        ...
-
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Scalar training loss of one batch (already on the model's device)."""
-        ...
-
-    def evaluate(
-        self, model: nn.Module, split: str, *, device: str, batch_size: int
-    ) -> dict[str, float]:
-        """Metrics of `split`, named "<split>/<metric>", e.g. "val/accuracy"."""
-        ...
+SPLITS = ("train", "val", "test")
 
 
 @contextmanager
@@ -66,14 +52,163 @@ def evaluating(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def preset_config(name: str, overrides: dict[str, Any]) -> tuple[type, Any]:
-    """The class and config of preset `name` with `overrides` applied (checked by the registry)."""
-    entry = get_entry(name)
-    return entry.cls, replace_config(entry.config, name, **overrides)
+def reads(model: nn.Module) -> str:
+    """What `model` reads (its class's `reads`), or "" for a module outside the registry."""
+    return getattr(type(model), "reads", "")
 
 
-def instantiate(cls: type, config: Any, name: str) -> nn.Module:
-    """Build `cls(config)` and give it its registry name (used in errors and run folders)."""
-    model = cls(config)
-    model.name = name
-    return model
+class Task:
+    """Base of every task: splits, the model template, the batched eval loop, `predict`.
+
+    Subclasses declare the class variables and implement `spec`, `split_size`, `batch`,
+    `loss` and `evaluate`; most also override `outputs` (what `predict` gathers per batch).
+    """
+
+    name: ClassVar[str] = ""
+    # What models this task can train, by their class's `reads`; subclasses may widen it per
+    # data (image classification also trains an MLP on flattened pixels).
+    accepts: ClassVar[frozenset[str]] = frozenset()
+    monitor: ClassVar[str] = "val/loss"  # the default metric for early stopping and selection
+    metric_names: ClassVar[tuple[str, ...]] = ("loss",)  # evaluate gives "<split>/<name>"
+    # Options of DataConfig/TrainConfig this task takes (from `fieldguide.tasks.make_task`).
+    options: ClassVar[tuple[str, ...]] = ()
+    # Called as eval_progress(done, total) after each evaluation batch; the trainer sets it.
+    eval_progress: Any = None
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    @classmethod
+    def fits(cls, data: Any) -> bool:
+        """Whether this task takes `data` (used by `fieldguide.tasks.task_for`)."""
+        return False
+
+    # -- what the data asks of a model -----------------------------------------------------
+    def spec(self) -> DataSpec:
+        """What one example looks like and the outputs this task needs from the model."""
+        raise NotImplementedError
+
+    def accepted(self) -> frozenset[str]:
+        """What models this task can train on its data (by `reads`); `accepts` by default."""
+        return self.accepts
+
+    def check_model(self, name: str, cls: type, config: Any) -> None:
+        """Refuse, in one sentence, a sized model this task cannot train (none by default)."""
+
+    def build_model(self, name: str, **overrides: Any) -> nn.Module:
+        """Create registered model `name` sized for this task's data, with `overrides`.
+
+        Raises:
+            ValueError: when the model reads something else, an override is unknown or ill-typed,
+                or an override contradicts what the data decides (naming both values).
+        """
+        entry = get_entry(name)
+        cls, accepted = entry.cls, self.accepted()
+        if getattr(cls, "reads", "") not in accepted:
+            raise ValueError(
+                f"{self.name} on '{self.data.name}' trains models that read "
+                f"{' or '.join(sorted(accepted))}; '{name}' reads {cls.reads or 'nothing declared'}"
+                f"; see `fieldguide list` for models that fit."
+            )
+        asked = replace_config(entry.config, name, **overrides)
+        config = cls.config_for_data(asked, self.spec())
+        for key in overrides:
+            given, needed = getattr(asked, key), getattr(config, key)
+            if given != needed:
+                raise ValueError(
+                    f"'{name}' got {key}={given!r} but {self.name} on '{self.data.name}' needs "
+                    f"{key}={needed!r}; leave {key} out, the data decides it."
+                )
+        self.check_model(name, cls, config)
+        model = cls(config)
+        model.name = name  # used in errors and run folders
+        return model
+
+    # -- sizes -----------------------------------------------------------------------------
+    def split_size(self, split: str) -> int:
+        """Examples (rows, windows, nodes, graphs) of `split`."""
+        raise NotImplementedError
+
+    def split_sizes(self) -> dict[str, int]:
+        """Examples per split, for reports."""
+        return {split: self.split_size(split) for split in SPLITS}
+
+    @property
+    def train_size(self) -> int:
+        """Number of training examples the trainer shuffles and batches."""
+        return self.split_size("train")
+
+    def eval_size(self, split: str) -> int:
+        """Examples `evaluate` reads from `split`: all of them unless a task caps it."""
+        return self.split_size(split)
+
+    # -- batches, loss, evaluation ----------------------------------------------------------
+    def batch(self, split: str, index: Tensor) -> tuple[Tensor, ...]:
+        """Tensors of the examples `index` of `split`, on the CPU."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """Scalar training loss of one batch (already on the model's device)."""
+        raise NotImplementedError
+
+    def outputs(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """What `predict` gathers for one batch (probabilities, forecasts, ...), on its device."""
+        raise NotImplementedError
+
+    def eval_batches(
+        self,
+        model: nn.Module,
+        split: str,
+        *,
+        device: str,
+        batch_size: int,
+        autocast: AbstractContextManager | None = None,
+    ) -> Iterator[tuple[Tensor, tuple[Tensor, ...]]]:
+        """(index, batch on `device`) over the examples `evaluate` reads, in order.
+
+        The loop body runs in eval mode, without gradients and under `autocast`; the model's
+        own mode comes back afterwards, even on error or an early break.
+        """
+        total = self.eval_size(split)
+        with evaluating(model):
+            for index in torch.arange(total).split(batch_size):
+                batch = tuple(t.to(device) for t in self.batch(split, index))
+                with autocast or nullcontext():
+                    yield index, batch
+                if self.eval_progress is not None:
+                    self.eval_progress(int(index[-1]) + 1, total)
+
+    def predict(
+        self,
+        model: nn.Module,
+        split: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 256,
+        autocast: AbstractContextManager | None = None,
+    ) -> Tensor:
+        """`outputs` of every example `evaluate` reads from `split`, in order, float32, CPU."""
+        parts = [
+            self.outputs(model, batch).float().cpu()
+            for _, batch in self.eval_batches(
+                model, split, device=device, batch_size=batch_size, autocast=autocast
+            )
+        ]
+        return torch.cat(parts)
+
+    def evaluate(
+        self,
+        model: nn.Module,
+        split: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 256,
+        autocast: AbstractContextManager | None = None,
+    ) -> dict[str, float]:
+        """Metrics of `split`, named "<split>/<metric>" for each of `metric_names`."""
+        raise NotImplementedError
+
+
+def named(split: str, metrics: dict[str, float]) -> dict[str, float]:
+    """`metrics` with their names prefixed by the split: "val/accuracy"."""
+    return {f"{split}/{name}": value for name, value in metrics.items()}

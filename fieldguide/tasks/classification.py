@@ -9,8 +9,7 @@ expected calibration error (ECE, 15 equal-width bins).
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,101 +22,108 @@ from torchmetrics.classification import (
 )
 
 from fieldguide.data.base import ClassificationData
-from fieldguide.tasks.base import evaluating, instantiate, preset_config
+from fieldguide.models.base import DataSpec
+from fieldguide.tasks.base import SPLITS, Task, named, reads
 
-SPLITS = ("train", "val", "test")
+CLASSIFICATION_METRICS = ("loss", "accuracy", "macro_f1", "ece", "auroc")
 
 
-class ClassificationTask:
-    """Classification of in-memory tensors into `len(data.classes)` classes."""
+class LabelTask(Task):
+    """What every task that predicts one class per example (row, image, node, graph) shares.
+
+    Subclasses say how a batch reaches the model (`logits`) and where the labels are (`labels`);
+    the loss (cross-entropy with label smoothing and class weights), the probabilities `predict`
+    gathers and the metrics are the same for all of them.
+    """
+
+    monitor = "val/accuracy"
+    metric_names = CLASSIFICATION_METRICS
+    options = ("label_smoothing", "class_weights")
+    output: ClassVar[str] = "per-example"  # the DataSpec output: per node for node labels
+
+    def __init__(self, data: Any, *, label_smoothing: float, class_weights: str) -> None:
+        super().__init__(data)
+        self.num_classes = len(data.classes)
+        self.label_smoothing = label_smoothing
+        self.class_weights = class_weight_vector(
+            class_weights, self.labels("train"), self.num_classes
+        )
+
+    def spec(self) -> DataSpec:
+        """One example of the data's input shape in, one logit per class out."""
+        k = self.num_classes
+        return DataSpec(
+            tuple(self.data.input_shape), k, output=self.output, description=f"{k} classes"
+        )
+
+    def labels(self, split: str) -> Tensor:
+        """The true classes (N,) of `split`."""
+        raise NotImplementedError
+
+    def logits(self, model: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
+        """The model's logits (B, K) for a batch's inputs (everything but the labels, last)."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """Cross-entropy of the model's logits against the labels (the batch's last tensor)."""
+        logits = self.logits(model, batch[:-1])
+        return cross_entropy(logits, batch[-1], self.class_weights, self.label_smoothing)
+
+    def outputs(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """Class probabilities (B, K) of one batch."""
+        return self.logits(model, batch[:-1]).float().softmax(-1)
+
+    def evaluate(self, model: nn.Module, split: str, **eval_options: Any) -> dict[str, float]:
+        """Loss, accuracy, macro-F1, AUROC and ECE of `split`."""
+        probs = self.predict(model, split, **eval_options)
+        return classification_metrics(probs, self.labels(split), self.num_classes, split)
+
+
+class ClassificationTask(LabelTask):
+    """Classification of in-memory tensors into `len(data.classes)` classes.
+
+    Images train models that read images, or vectors (an MLP sees the flattened pixels); tables
+    train models that read vectors. Subclasses for sequences and texts say in `logits` how the
+    model takes lengths or padding masks.
+    """
 
     name = "classification"
-    monitor = "val/accuracy"
-    monitor_mode = "max"
+    accepts: ClassVar[frozenset[str]] = frozenset({"vectors"})
+
+    @classmethod
+    def fits(cls, data: Any) -> bool:
+        """Labelled tensors: images or table rows."""
+        return isinstance(data, ClassificationData)
 
     def __init__(
         self, data: ClassificationData, *, label_smoothing: float = 0.0, class_weights: str = "none"
     ) -> None:
-        self.data = data
-        self.num_classes = len(data.classes)
-        self.label_smoothing = label_smoothing
         self._inputs = {s: getattr(data, s).x for s in SPLITS}
         self._targets = {s: getattr(data, s).y for s in SPLITS}
-        self.class_weights = class_weight_vector(
-            class_weights, self._targets["train"], self.num_classes
-        )
+        super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
 
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """Create model `name` sized for this data: input shape in, one logit per class out."""
-        cls, config = preset_config(name, overrides)
-        config = cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
-        model = instantiate(cls, config, name)
-        # A model that reads vectors (an MLP) sees each image as its flattened pixels.
-        wants_vectors = model.example_input(1).ndim == 2
-        if wants_vectors and len(self.data.input_shape) > 1:
-            self._inputs = {s: x.flatten(1) for s, x in self._inputs.items()}
-        return model
+    def accepted(self) -> frozenset[str]:
+        """What `accepts` says, and images too when the examples are images (C, H, W)."""
+        return self.accepts | ({"images"} if self.data.modality == "images" else set())
 
-    def split_sizes(self) -> dict[str, int]:
-        """Examples per split, for reports."""
-        return {s: len(self._targets[s]) for s in SPLITS}
+    def labels(self, split: str) -> Tensor:
+        """The true classes (N,) of `split`."""
+        return self._targets[split]
 
-    @property
-    def train_size(self) -> int:
-        """Number of training examples."""
-        return len(self._targets["train"])
+    def split_size(self, split: str) -> int:
+        """Examples of `split`."""
+        return len(self._targets[split])
 
-    def batch(self, split: str, index: Tensor) -> tuple[Tensor, Tensor]:
+    def batch(self, split: str, index: Tensor) -> tuple[Tensor, ...]:
         """(x, y) for the examples `index` of `split`."""
         return self._inputs[split][index], self._targets[split][index]
 
     def logits(self, model: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
-        """The model's logits (B, K) for the inputs of one batch: everything but the labels.
-
-        Subclasses whose batches carry lengths or padding masks say here how the model takes them.
-        """
-        return model(*inputs)
-
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Cross-entropy of the model's logits against the labels (the batch's last tensor)."""
-        *inputs, y = batch
-        logits = self.logits(model, tuple(inputs))
-        return cross_entropy(logits, y, self.class_weights, self.label_smoothing)
-
-    @torch.no_grad()
-    def predict(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str,
-        batch_size: int,
-        autocast: AbstractContextManager | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Class probabilities (N, K) and labels (N,) of a whole split, in eval mode."""
-        with evaluating(model):
-            probs = []
-            for index in torch.arange(len(self._targets[split])).split(batch_size):
-                *inputs, _ = self.batch(split, index)
-                with autocast or nullcontext():
-                    logits = self.logits(model, tuple(t.to(device) for t in inputs))
-                probs.append(logits.float().softmax(-1).cpu())
-        return torch.cat(probs), self._targets[split]
-
-    def evaluate(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str,
-        batch_size: int,
-        autocast: AbstractContextManager | None = None,
-    ) -> dict[str, float]:
-        """Loss, accuracy, macro-F1, AUROC and ECE of `split`."""
-        probs, y = self.predict(
-            model, split, device=device, batch_size=batch_size, autocast=autocast
-        )
-        return classification_metrics(probs, y, self.num_classes, split)
+        """The model's logits (B, K); a model that reads vectors sees images flattened."""
+        x, *rest = inputs
+        if reads(model) == "vectors" and x.ndim > 2:
+            x = x.flatten(1)  # (B, C * H * W)
+        return model(x, *rest)
 
 
 def class_weight_vector(class_weights: str, train_labels: Tensor, k: int) -> Tensor | None:
@@ -154,4 +160,4 @@ def classification_metrics(probs: Tensor, y: Tensor, k: int, split: str) -> dict
         if bool((present > 0).all())
         else math.nan
     )
-    return {f"{split}/{name}": value for name, value in metrics.items()}
+    return named(split, metrics)

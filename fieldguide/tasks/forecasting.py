@@ -22,19 +22,16 @@ averaged; and snaive_ratio = MAE / MAE of the seasonal-naive forecast of the sam
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fieldguide.data.base import SeriesData
-from fieldguide.tasks.base import evaluating, instantiate, preset_config
-
-SPLITS = ("train", "val", "test")
+from fieldguide.models.base import DataSpec
+from fieldguide.tasks.base import SPLITS, Task, named, reads
 
 
 def seasonal_naive(context_window: Tensor, horizon: int, season: int) -> Tensor:
@@ -110,12 +107,23 @@ def forecast_metrics(
     return metrics
 
 
-class ForecastingTask:
-    """Multi-step forecasting of a `SeriesData` by sliding windows, z-scored by its train part."""
+class ForecastingTask(Task):
+    """Multi-step forecasting of a `SeriesData` by sliding windows, z-scored by its train part.
+
+    Sequence models read each window (L, C) and pool it to one output; a model that reads
+    vectors (an MLP) sees the window flattened, a linear-in-the-past baseline.
+    """
 
     name = "forecasting"
+    accepts: ClassVar[frozenset[str]] = frozenset({"sequences", "vectors"})
     monitor = "val/mase"
-    monitor_mode = "min"
+    metric_names = ("loss", "mae", "rmse", "smape", "mase", "snaive_ratio")
+    options = ("context", "horizon")
+
+    @classmethod
+    def fits(cls, data: Any) -> bool:
+        """A time series (`SeriesData`)."""
+        return getattr(data, "modality", "") == "time-series"
 
     def __init__(
         self,
@@ -146,7 +154,8 @@ class ForecastingTask:
                 f"ForecastingTask needs a training part longer than season={data.season} for "
                 f"the MASE scale; '{data.name}' has train_end={data.train_end}."
             )
-        self.data, self.context, self.horizon, self.anchor = data, context, horizon, anchor
+        super().__init__(data)
+        self.context, self.horizon, self.anchor = context, horizon, anchor
         self.season, self.num_columns = data.season, data.num_columns
 
         # 1. z-score every column with the training part's statistics only
@@ -188,37 +197,18 @@ class ForecastingTask:
             )
         return torch.arange(first, end - self.horizon + 1)
 
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """Create sequence model `name` reading (context, C) and giving horizon * C outputs.
-
-        The model pools with "last" (the output after the newest input step); an override of
-        `pool` to "mean" is kept, "none" is refused since the task needs one output per window.
-        """
-        cls, config = preset_config(name, overrides)
-        if not hasattr(config, "pool"):
-            raise ValueError(
-                f"forecasting needs a sequence model, whose config has pool; model '{name}' has "
-                f"none; try 'gru' or 'tcn' (`fieldguide list`)."
-            )
-        pool = overrides.get("pool", "last")
-        if pool == "none":
-            raise ValueError(
-                "ForecastingTask needs one output per window, so pool must be 'last' or 'mean'; "
-                "got pool='none'."
-            )
-        config = cls.config_for_data(
-            config, (self.context, self.num_columns), self.horizon * self.num_columns
+    def spec(self) -> DataSpec:
+        """Windows (context, C) in, horizon * C outputs per window (read step-major)."""
+        outputs = self.horizon * self.num_columns
+        return DataSpec(
+            (self.context, self.num_columns),
+            outputs,
+            description=f"horizon {self.horizon} x {self.num_columns} column(s)",
         )
-        return instantiate(cls, dataclasses.replace(config, pool=pool), name)
 
-    @property
-    def train_size(self) -> int:
-        """Number of training windows."""
-        return len(self.target_steps["train"])
-
-    def split_sizes(self) -> dict[str, int]:
-        """Windows per split, for reports."""
-        return {split: len(steps) for split, steps in self.target_steps.items()}
+    def split_size(self, split: str) -> int:
+        """Windows of `split`."""
+        return len(self.target_steps[split])
 
     def batch(self, split: str, index: Tensor) -> tuple[Tensor, Tensor]:
         """(x (B, L, C), y (B, H, C)), z-scored, for the windows `index` of `split`."""
@@ -235,7 +225,8 @@ class ForecastingTask:
     def forecast(self, model: nn.Module, x: Tensor) -> Tensor:
         """The model's z-scored forecast (B, H, C) of the windows x (B, L, C)."""
         anchor = x[:, -1:, :] if self.anchor else torch.zeros_like(x[:, -1:, :])  # (B, 1, C)
-        out = model(x - anchor)
+        relative = x - anchor
+        out = model(relative.flatten(1) if reads(model) == "vectors" else relative)
         expected = self.horizon * self.num_columns
         if out.ndim != 2 or out.shape != (x.shape[0], expected):
             raise ValueError(
@@ -250,41 +241,17 @@ class ForecastingTask:
         x, y = batch
         return F.mse_loss(self.forecast(model, x).float(), y)
 
-    @torch.no_grad()
-    def predict(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str,
-        batch_size: int,
-        autocast: AbstractContextManager | None = None,
-    ) -> Tensor:
-        """Z-scored forecasts (N, H, C) of every window of `split`, on the CPU, in eval mode."""
-        with evaluating(model):
-            out = []
-            n = len(self.target_steps[split])
-            for start in range(0, n, batch_size):
-                x = self.batch(split, torch.arange(start, min(start + batch_size, n)))[0].to(device)
-                with autocast or nullcontext():
-                    out.append(self.forecast(model, x).float().cpu())
-        return torch.cat(out)
+    def outputs(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """The z-scored forecasts (B, H, C) of one batch of windows."""
+        return self.forecast(model, batch[0])
 
     def to_units(self, z: Tensor) -> Tensor:
         """Z-scored values (..., C) back in the series' units, float64."""
         return z.double() * self.std + self.mean
 
-    def evaluate(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str,
-        batch_size: int,
-        autocast: AbstractContextManager | None = None,
-    ) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, split: str, **eval_options: Any) -> dict[str, float]:
         """Loss, MAE, RMSE, sMAPE, MASE and snaive_ratio of `split`, the last four in units."""
-        z = self.predict(model, split, device=device, batch_size=batch_size, autocast=autocast)
+        z = self.predict(model, split, **eval_options)
         # The baseline takes the model's path back to units, so a model that returns the
         # seasonal-naive forecast scores snaive_ratio exactly 1.
         x, y = self.batch(split, torch.arange(len(z)))
@@ -298,4 +265,4 @@ class ForecastingTask:
                 baseline=self.to_units(baseline),
             )
         )
-        return {f"{split}/{name}": value for name, value in metrics.items()}
+        return named(split, metrics)

@@ -11,92 +11,51 @@ edge_weight empty when no graph is weighted, and their labels (B,). Metrics: tho
 
 from __future__ import annotations
 
-import dataclasses
-from contextlib import nullcontext
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from fieldguide.data.base import GraphSetData
 from fieldguide.layers.graph import batch_graphs
-from fieldguide.tasks.base import evaluating, instantiate, preset_config
-from fieldguide.tasks.classification import (
-    class_weight_vector,
-    classification_metrics,
-    cross_entropy,
-)
-
-SPLITS = ("train", "val", "test")
+from fieldguide.tasks.base import SPLITS
+from fieldguide.tasks.classification import LabelTask
 
 
-class GraphClassificationTask:
-    """Classification of whole graphs with a GNN and a readout."""
+class GraphClassificationTask(LabelTask):
+    """Classification of whole graphs with a GNN and a readout (mean unless the user sets one)."""
 
     name = "graph-classification"
-    monitor = "val/accuracy"
-    monitor_mode = "max"
+    accepts: ClassVar[frozenset[str]] = frozenset({"graph"})
+    output = "per-graph"
+
+    @classmethod
+    def fits(cls, data: Any) -> bool:
+        """A set of labelled graphs (`GraphSetData`)."""
+        return isinstance(data, GraphSetData)
 
     def __init__(
         self, data: GraphSetData, *, label_smoothing: float = 0.0, class_weights: str = "none"
     ) -> None:
-        self.data = data
-        self.num_classes = len(data.classes)
-        self.label_smoothing = label_smoothing
         self.graphs = {s: getattr(data, s) for s in SPLITS}
-        self.labels = {s: torch.stack([g.y.reshape(()) for g in self.graphs[s]]) for s in SPLITS}
-        self.class_weights = class_weight_vector(
-            class_weights, self.labels["train"], self.num_classes
-        )
+        self._labels = {s: torch.stack([g.y.reshape(()) for g in self.graphs[s]]) for s in SPLITS}
+        super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
 
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """Create graph model `name` with a readout: node features in, K logits per graph out."""
-        cls, config = preset_config(name, overrides)
-        if not getattr(cls, "takes_graph", False):
-            raise ValueError(
-                f"graph classification needs a graph model (gcn, gat, graphsage, ...); {name} "
-                "does not read edges."
-            )
-        config = cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
-        if config.readout == "none":  # one output per graph: pool the nodes, mean by default
-            config = dataclasses.replace(config, readout="mean")
-        return instantiate(cls, config, name)
+    def labels(self, split: str) -> Tensor:
+        """The class (G,) of each graph of `split`."""
+        return self._labels[split]
 
-    def split_sizes(self) -> dict[str, int]:
-        """Graphs per split."""
-        return {s: len(self.graphs[s]) for s in SPLITS}
-
-    @property
-    def train_size(self) -> int:
-        """Number of training graphs."""
-        return len(self.graphs["train"])
+    def split_size(self, split: str) -> int:
+        """Graphs of `split`."""
+        return len(self.graphs[split])
 
     def batch(self, split: str, index: Tensor) -> tuple[Tensor, ...]:
         """(x, edge_index, edge_weight, batch, y) of the graphs `index` of `split`."""
         g = batch_graphs([self.graphs[split][i] for i in index.tolist()])
         weight = g.edge_weight if g.edge_weight is not None else g.x.new_zeros(0)
-        return g.x, g.edge_index, weight, g.batch, self.labels[split][index]
+        return g.x, g.edge_index, weight, g.batch, self._labels[split][index]
 
-    def logits(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+    def logits(self, model: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
         """Logits (B, K), one row per graph of the batch."""
-        x, edge_index, edge_weight, graph_ids, _ = batch
+        x, edge_index, edge_weight, graph_ids = inputs
         return model(x, edge_index, edge_weight if edge_weight.numel() else None, graph_ids)
-
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Cross-entropy of the graphs' logits against their labels."""
-        return cross_entropy(
-            self.logits(model, batch), batch[-1], self.class_weights, self.label_smoothing
-        )
-
-    @torch.no_grad()
-    def evaluate(
-        self, model: nn.Module, split: str, *, device: str, batch_size: int, autocast: Any = None
-    ) -> dict[str, float]:
-        """Loss, accuracy, macro-F1, AUROC and ECE over the graphs of `split`."""
-        probs = []
-        with evaluating(model):
-            for index in torch.arange(len(self.graphs[split])).split(batch_size):
-                batch = tuple(t.to(device) for t in self.batch(split, index))
-                with autocast or nullcontext():
-                    probs.append(self.logits(model, batch).float().softmax(-1).cpu())
-        return classification_metrics(torch.cat(probs), self.labels[split], self.num_classes, split)

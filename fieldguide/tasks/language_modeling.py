@@ -21,70 +21,16 @@ None evaluates everything):
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fieldguide.data.base import TextData
-from fieldguide.models.registry import get_entry, replace_config
-from fieldguide.tasks.base import evaluating
-
-SPLITS = ("train", "val", "test")
-
-
-def text_model_config(
-    name: str,
-    overrides: dict[str, Any],
-    *,
-    vocab_size: int,
-    max_len: int,
-    needs: str,
-    **fields: Any,
-) -> tuple[Any, type]:
-    """The config of model `name` with `overrides`, sized for token ids; and the model class.
-
-    The config must have `vocab_size`: it is set to the data's. A `max_len` field (positions
-    the model can embed) is raised to `max_len` when smaller; a user override below it is an
-    error. Each of `fields` (such as num_classes=2 or head="sequence") is set when the config
-    has that field and `overrides` does not name it.
-
-    Args:
-        name: A registered model name.
-        overrides: The user's overrides of the preset's fields.
-        vocab_size: Token ids the model must embed.
-        max_len: Longest sequence the task feeds it.
-        needs: The task, for errors ("language modelling").
-        **fields: Further fields to fill when present.
-    """
-    entry = get_entry(name)
-    config = replace_config(entry.config, name, **overrides)
-    if not hasattr(config, "vocab_size"):
-        raise ValueError(
-            f"{needs} needs a token model whose config has vocab_size; model '{name}' has none; "
-            f"choose a Transformer (`fieldguide list --family transformer`)."
-        )
-    if "vocab_size" in overrides and overrides["vocab_size"] != vocab_size:
-        raise ValueError(
-            f"model '{name}' got vocab_size={overrides['vocab_size']} but the data has "
-            f"{vocab_size} token ids; leave vocab_size out, the task sets it."
-        )
-    changes: dict[str, Any] = {"vocab_size": vocab_size}
-    if hasattr(config, "max_len") and config.max_len < max_len:
-        if "max_len" in overrides:
-            raise ValueError(
-                f"model '{name}' got max_len={config.max_len} but {needs} feeds sequences of "
-                f"{max_len} tokens; raise max_len or leave it out."
-            )
-        changes["max_len"] = max_len
-    for key, value in fields.items():
-        if hasattr(config, key) and key not in overrides:
-            changes[key] = value
-    return dataclasses.replace(config, **changes), entry.cls
+from fieldguide.models.base import DataSpec
+from fieldguide.tasks.base import SPLITS, Task, named
 
 
 def check_logits(logits: Tensor, shape: tuple[int, ...], owner: str) -> None:
@@ -97,12 +43,19 @@ def check_logits(logits: Tensor, shape: tuple[int, ...], owner: str) -> None:
         )
 
 
-class LanguageModelingTask:
+class LanguageModelingTask(Task):
     """Next-token prediction on a `TextData` stream, in windows of `context` tokens."""
 
     name = "language-modelling"
+    accepts: ClassVar[frozenset[str]] = frozenset({"tokens"})
     monitor = "val/loss"
-    monitor_mode = "min"
+    metric_names = ("loss", "perplexity", "bpb")
+    options = ("context",)
+
+    @classmethod
+    def fits(cls, data: Any) -> bool:
+        """One token stream (`TextData`)."""
+        return isinstance(data, TextData)
 
     def __init__(
         self, data: TextData, context: int = 256, *, max_eval_tokens: int | None = 200_000
@@ -122,7 +75,8 @@ class LanguageModelingTask:
                 f"LanguageModelingTask expects max_eval_tokens of at least context={context} "
                 f"(one window), or None for all; got {max_eval_tokens}."
             )
-        self.data, self.context, self.max_eval_tokens = data, context, max_eval_tokens
+        super().__init__(data)
+        self.context, self.max_eval_tokens = context, max_eval_tokens
         self.vocab_size = data.vocab_size
         self._ids = {s: getattr(data, s) for s in SPLITS}
         self._windows = {s: self._count_windows(s) for s in SPLITS}
@@ -137,29 +91,26 @@ class LanguageModelingTask:
             )
         return n
 
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """Create token model `name` with the data's vocab_size and max_len >= context."""
-        config, cls = text_model_config(
-            name,
-            overrides,
-            vocab_size=self.vocab_size,
-            max_len=self.context,
-            needs="language modelling",
+    def spec(self) -> DataSpec:
+        """Windows of `context` ids in, next-token logits over the vocabulary at every step."""
+        v = self.vocab_size
+        return DataSpec(
+            (self.context,), v, output="per-step", vocab_size=v, description=f"{v} token ids"
         )
-        model = cls(config)
-        model.name = name
-        return model
 
-    @property
-    def train_size(self) -> int:
-        """Number of training windows."""
-        return self._windows["train"]
+    def check_model(self, name: str, cls: type, config: Any) -> None:
+        """A language model must not see the tokens it predicts: it must be causal."""
+        if not {"causal", "streamable"} & set(getattr(cls, "invariants", ())):
+            raise ValueError(
+                f"language modelling needs a causal token model, one that cannot see the next "
+                f"token; {name} ({cls.__name__}) is not; choose a decoder such as gpt-tiny."
+            )
 
-    def split_sizes(self) -> dict[str, int]:
-        """Windows per split (all of them; evaluation may read fewer, see `eval_windows`)."""
-        return dict(self._windows)
+    def split_size(self, split: str) -> int:
+        """Windows of `split` (all of them; evaluation may read fewer, see `eval_size`)."""
+        return self._windows[split]
 
-    def eval_windows(self, split: str) -> int:
+    def eval_size(self, split: str) -> int:
         """Windows `evaluate` reads: all, or the first max_eval_tokens // context."""
         if self.max_eval_tokens is None:
             return self._windows[split]
@@ -172,41 +123,32 @@ class LanguageModelingTask:
         chunks = ids[index[:, None] * self.context + offsets]  # (B, T + 1)
         return chunks[:, :-1], chunks[:, 1:]
 
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Mean cross-entropy of the next token over every position of the batch."""
-        x, y = batch
+    def outputs(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """Next-token logits (B, T, V) of one batch, checked."""
+        x = batch[0]
         logits = model(x)
         check_logits(logits, (*x.shape, self.vocab_size), "LanguageModelingTask")
-        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())  # over B * T
+        return logits
 
-    @torch.no_grad()
-    def evaluate(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str,
-        batch_size: int,
-        autocast: AbstractContextManager | None = None,
-    ) -> dict[str, float]:
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
+        """Mean cross-entropy of the next token over every position of the batch."""
+        logits = self.outputs(model, batch)
+        return F.cross_entropy(logits.float().flatten(0, 1), batch[1].flatten())  # over B * T
+
+    def evaluate(self, model: nn.Module, split: str, **eval_options: Any) -> dict[str, float]:
         """Loss (nats per token), perplexity and bits per byte of `split`, in eval mode."""
-        with evaluating(model):
-            total, count = 0.0, 0
-            windows = self.eval_windows(split)
-            for start in range(0, windows, batch_size):
-                index = torch.arange(start, min(start + batch_size, windows))
-                x, y = (t.to(device) for t in self.batch(split, index))
-                with autocast or nullcontext():
-                    logits = model(x)
-                check_logits(logits, (*x.shape, self.vocab_size), "LanguageModelingTask")
-                total += F.cross_entropy(
-                    logits.float().flatten(0, 1), y.flatten(), reduction="sum"
-                ).item()
-                count += y.numel()
+        total, count = 0.0, 0
+        for _, batch in self.eval_batches(model, split, **eval_options):
+            logits = self.outputs(model, batch)
+            y = batch[1]
+            total += F.cross_entropy(
+                logits.float().flatten(0, 1), y.flatten(), reduction="sum"
+            ).item()
+            count += y.numel()
         loss = total / count
         metrics = {
             "loss": loss,
             "perplexity": math.exp(min(loss, 700.0)),  # exp overflows a float past ~709
             "bpb": loss / math.log(2),  # nats to bits; one token is one byte
         }
-        return {f"{split}/{name}": value for name, value in metrics.items()}
+        return named(split, metrics)

@@ -16,21 +16,15 @@ unweighted graph. Metrics: those of `tasks.classification` (accuracy, macro-F1, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from fieldguide.data.base import GraphData
-from fieldguide.tasks.base import evaluating, instantiate, preset_config
-from fieldguide.tasks.classification import (
-    class_weight_vector,
-    classification_metrics,
-    cross_entropy,
-)
-
-SPLITS = ("train", "val", "test")
+from fieldguide.tasks.base import SPLITS, evaluating, reads
+from fieldguide.tasks.classification import LabelTask
 
 
 def graph_forward(model: nn.Module, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
@@ -38,12 +32,18 @@ def graph_forward(model: nn.Module, x: Tensor, edge_index: Tensor, edge_weight: 
     return model(x, edge_index, edge_weight if edge_weight.numel() else None)
 
 
-class NodeClassificationTask:
+class NodeClassificationTask(LabelTask):
     """Classification of the nodes of `data.graph`, full-batch or with neighbour sampling."""
 
     name = "node-classification"
-    monitor = "val/accuracy"
-    monitor_mode = "max"
+    accepts: ClassVar[frozenset[str]] = frozenset({"graph", "vectors"})
+    options = ("label_smoothing", "class_weights", "fanouts")
+    output = "per-node"
+
+    @classmethod
+    def fits(cls, data: Any) -> bool:
+        """One graph with labelled nodes (`GraphData`)."""
+        return isinstance(data, GraphData)
 
     def __init__(
         self,
@@ -53,102 +53,92 @@ class NodeClassificationTask:
         label_smoothing: float = 0.0,
         class_weights: str = "none",
     ) -> None:
-        self.data = data
         self.graph = data.graph
-        self.num_classes = len(data.classes)
-        self.fanouts = tuple(fanouts)
-        self.label_smoothing = label_smoothing
         self.nodes = {s: getattr(data, s) for s in SPLITS}
+        self.fanouts = tuple(fanouts)
         empty = torch.zeros(0, dtype=self.graph.x.dtype)
         self.edge_weight = self.graph.edge_weight if self.graph.edge_weight is not None else empty
-        self.class_weights = class_weight_vector(
-            class_weights, self.graph.y[self.nodes["train"]], self.num_classes
-        )
-        self.sampler = None
-        self.model_reads_graph = True
+        self._samplers: dict[bool, Any] = {}  # one per `undirected`, built on first use
+        super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
 
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """Create model `name`: node features in, one logit per class out, per node."""
-        cls, config = preset_config(name, overrides)
-        config = cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
-        reads_graph = bool(getattr(cls, "takes_graph", False))
-        if reads_graph and config.readout != "none":
+    def check_model(self, name: str, cls: type, config: Any) -> None:
+        """Neighbour sampling needs a graph model with one fan-out per layer."""
+        if not self.fanouts:
+            return
+        if cls.reads != "graph":
             raise ValueError(
-                f"node classification needs one output per node; {name} has "
-                f"readout='{config.readout}', so leave readout out."
+                f"fanouts sample neighbourhoods for graph models; {name} reads node features "
+                "alone, so leave fanouts out."
             )
-        if self.fanouts:
-            if not reads_graph:
-                raise ValueError(
-                    f"fanouts sample neighbourhoods for graph models; {name} reads node features "
-                    "alone, so leave fanouts out."
-                )
-            if len(self.fanouts) != config.num_layers:
-                raise ValueError(
-                    f"fanouts gives {len(self.fanouts)} hop(s) but {name} has "
-                    f"{config.num_layers} message-passing layers; give one fan-out per layer, "
-                    f"such as {','.join(['10'] * config.num_layers)}."
-                )
-            from fieldguide.data.sampling import NeighborSampler
-
-            self.sampler = NeighborSampler(
-                self.graph.edge_index,
-                self.graph.num_nodes,
-                self.fanouts,
-                self.graph.edge_weight,
-                undirected=config.undirected,
+        if len(self.fanouts) != config.num_layers:
+            raise ValueError(
+                f"fanouts gives {len(self.fanouts)} hop(s) but {name} has "
+                f"{config.num_layers} message-passing layers; give one fan-out per layer, "
+                f"such as {','.join(['10'] * config.num_layers)}."
             )
-        self.model_reads_graph = reads_graph
-        return instantiate(cls, config, name)
 
-    def split_sizes(self) -> dict[str, int]:
-        """Labelled nodes per split."""
-        return {s: len(self.nodes[s]) for s in SPLITS}
+    def labels(self, split: str) -> Tensor:
+        """The classes (N,) of the labelled nodes of `split`."""
+        return self.graph.y[self.nodes[split]]
 
-    @property
-    def train_size(self) -> int:
-        """Number of labelled training nodes."""
-        return len(self.nodes["train"])
+    def split_size(self, split: str) -> int:
+        """Labelled nodes of `split`."""
+        return len(self.nodes[split])
 
     def batch(self, split: str, index: Tensor) -> tuple[Tensor, ...]:
-        """(x, edge_index, edge_weight, positions, y) for the nodes `index` of `split`."""
+        """(x, edge_index, edge_weight, nodes, y): the whole graph and the nodes `index`."""
         nodes = self.nodes[split][index]
-        y = self.graph.y[nodes]
         g = self.graph
-        if not self.model_reads_graph:  # features alone: the nodes are the whole "graph"
-            none = torch.zeros(2, 0, dtype=torch.long)
-            return g.x[nodes], none, self.edge_weight[:0], torch.arange(len(nodes)), y
-        if self.sampler is None or split != "train":
-            return g.x, g.edge_index, self.edge_weight, nodes, y
-        sub = self.sampler.sample(nodes)
-        weight = sub.edge_weight if sub.edge_weight is not None else self.edge_weight[:0]
-        return g.x[sub.nodes], sub.edge_index, weight, torch.arange(sub.num_seeds), y
+        return g.x, g.edge_index, self.edge_weight, nodes, g.y[nodes]
 
-    def logits(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Logits (B, K) of the batch's labelled nodes."""
-        x, edge_index, edge_weight, positions, _ = batch
-        if not self.model_reads_graph:
-            return model(x[positions])
-        return graph_forward(model, x, edge_index, edge_weight)[positions]
+    def _sampler(self, undirected: bool) -> Any:
+        """The neighbour sampler over the graph's edges (both directions if `undirected`)."""
+        if undirected not in self._samplers:
+            from fieldguide.data.sampling import NeighborSampler
 
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Cross-entropy at the batch's labelled nodes."""
-        return cross_entropy(
-            self.logits(model, batch), batch[-1], self.class_weights, self.label_smoothing
-        )
+            g = self.graph
+            self._samplers[undirected] = NeighborSampler(
+                g.edge_index, g.num_nodes, self.fanouts, g.edge_weight, undirected=undirected
+            )
+        return self._samplers[undirected]
 
-    @torch.no_grad()
-    def evaluate(
-        self, model: nn.Module, split: str, *, device: str, batch_size: int, autocast: Any = None
-    ) -> dict[str, float]:
-        """Loss, accuracy, macro-F1, AUROC and ECE at the nodes of `split`, on the whole graph."""
-        nodes, g = self.nodes[split], self.graph
+    def logits(self, model: nn.Module, inputs: tuple[Tensor, ...]) -> Tensor:
+        """Logits (B, K) of the batch's nodes.
+
+        A model that reads vectors sees their features alone (the baseline that shows what the
+        edges add). With fanouts, a training step runs on the subgraph sampled around its nodes
+        (GraphSAGE's neighbour sampling), for graphs too large for full-batch steps.
+        """
+        x, edge_index, edge_weight, nodes = inputs
+        if reads(model) == "vectors":
+            return model(x[nodes])
+        if self.fanouts and model.training:
+            sub = self._sampler(model.config.undirected).sample(nodes.cpu())
+            weight = sub.edge_weight if sub.edge_weight is not None else edge_weight[:0]
+            device = x.device
+            out = graph_forward(
+                model, x[sub.nodes.to(device)], sub.edge_index.to(device), weight.to(device)
+            )
+            return out[: sub.num_seeds]  # the seeds come first, in order
+        return graph_forward(model, x, edge_index, edge_weight)[nodes]
+
+    def predict(
+        self,
+        model: nn.Module,
+        split: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 256,
+        autocast: AbstractContextManager | None = None,
+    ) -> Tensor:
+        """Probabilities (N, K) at the nodes of `split`, from one pass over the whole graph."""
+        if reads(model) == "vectors":  # no graph to share: the batched loop is right
+            return super().predict(
+                model, split, device=device, batch_size=batch_size, autocast=autocast
+            )
+        g, nodes = self.graph, self.nodes[split]
         with evaluating(model), autocast or nullcontext():
-            if self.model_reads_graph:
-                out = graph_forward(
-                    model, g.x.to(device), g.edge_index.to(device), self.edge_weight.to(device)
-                )[nodes.to(device)]
-            else:
-                out = torch.cat([model(g.x[i].to(device)) for i in nodes.split(batch_size)])
-        probs = out.float().softmax(-1).cpu()
-        return classification_metrics(probs, g.y[nodes], self.num_classes, split)
+            out = graph_forward(
+                model, g.x.to(device), g.edge_index.to(device), self.edge_weight.to(device)
+            )[nodes.to(device)]
+        return out.float().softmax(-1).cpu()

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +30,9 @@ from torch import Tensor, nn
 
 from fieldguide.data.base import Seq2SeqData
 from fieldguide.data.tokenizer import BOS, EOS, PAD, ByteTokenizer
-from fieldguide.tasks.base import evaluating
-from fieldguide.tasks.language_modeling import check_logits, text_model_config
-
-SPLITS = ("train", "val", "test")
+from fieldguide.models.base import DataSpec
+from fieldguide.tasks.base import SPLITS, Task, evaluating, named
+from fieldguide.tasks.language_modeling import check_logits
 
 
 def chrf(
@@ -82,12 +81,18 @@ def strip_output(ids: Sequence[int]) -> list[int]:
     return [i for i in ids if i not in (PAD, BOS)]
 
 
-class Seq2SeqTask:
+class Seq2SeqTask(Task):
     """Teacher-forced training and greedy-decoded evaluation of (source, target) pairs."""
 
     name = "seq2seq"
+    accepts: ClassVar[frozenset[str]] = frozenset({"token-pairs"})
     monitor = "val/exact_match"
-    monitor_mode = "max"
+    metric_names = ("loss", "exact_match", "chrf")
+
+    @classmethod
+    def fits(cls, data: Any) -> bool:
+        """Source and target pairs (`Seq2SeqData`)."""
+        return isinstance(data, Seq2SeqData)
 
     def __init__(self, data: Seq2SeqData) -> None:
         if not isinstance(data, Seq2SeqData):
@@ -95,7 +100,8 @@ class Seq2SeqTask:
                 f"Seq2SeqTask expects data as Seq2SeqData (source, target pairs); got "
                 f"{type(data).__name__}."
             )
-        self.data, self.vocab_size = data, data.vocab_size
+        super().__init__(data)
+        self.vocab_size = data.vocab_size
         self._src, self._tgt_in, self._tgt_out = {}, {}, {}
         for split in SPLITS:
             part = getattr(data, split)
@@ -111,24 +117,15 @@ class Seq2SeqTask:
         self.max_decode_len = max(int((self._tgt_out[s] != PAD).sum(1).max()) for s in SPLITS)
         self.tokenizer = ByteTokenizer()
 
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """Create encoder-decoder `name` with the data's vocab_size and a long enough max_len."""
+    def spec(self) -> DataSpec:
+        """Sources and targets of up to T ids, next-token logits over the vocabulary per step."""
         longest = max(self.max_decode_len, *(self._src[s].shape[1] for s in SPLITS))
-        config, cls = text_model_config(
-            name, overrides, vocab_size=self.vocab_size, max_len=longest, needs="seq2seq"
-        )
-        model = cls(config)
-        model.name = name
-        return model
+        v = self.vocab_size
+        return DataSpec((longest,), v, output="per-step", vocab_size=v, description=f"{v} ids")
 
-    @property
-    def train_size(self) -> int:
-        """Number of training pairs."""
-        return len(self._src["train"])
-
-    def split_sizes(self) -> dict[str, int]:
-        """Pairs per split."""
-        return {s: len(self._src[s]) for s in SPLITS}
+    def split_size(self, split: str) -> int:
+        """Pairs of `split`."""
+        return len(self._src[split])
 
     def batch(self, split: str, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(src, tgt_in, tgt_out) of pairs `index`, trimmed to the batch's longest rows."""
@@ -194,36 +191,21 @@ class Seq2SeqTask:
                     outputs[row] = strip_output(ids)
         return outputs
 
-    @torch.no_grad()
-    def evaluate(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str,
-        batch_size: int,
-        autocast: AbstractContextManager | None = None,
-    ) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, split: str, **eval_options: Any) -> dict[str, float]:
         """Teacher-forced loss, exact match and chrF of greedy outputs on `split`."""
         self._greedy(model)  # fail before the loss pass, not after it
+        options = {"device": "cpu", "batch_size": 256, **eval_options}
+        # 1. teacher-forced loss, weighted by real target tokens
+        total, count = 0.0, 0
+        for _, (src, tgt_in, tgt_out) in self.eval_batches(model, split, **options):
+            logits = self._logits(model, src, tgt_in)
+            total += F.cross_entropy(
+                logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=PAD, reduction="sum"
+            ).item()
+            count += int((tgt_out != PAD).sum())
+        # 2. greedy outputs against the targets
         with evaluating(model):
-            # 1. teacher-forced loss, weighted by real target tokens
-            total, count = 0.0, 0
-            for index in torch.arange(len(self._src[split])).split(batch_size):
-                src, tgt_in, tgt_out = (t.to(device) for t in self.batch(split, index))
-                with autocast or nullcontext():
-                    logits = self._logits(model, src, tgt_in)
-                total += F.cross_entropy(
-                    logits.float().flatten(0, 1),
-                    tgt_out.flatten(),
-                    ignore_index=PAD,
-                    reduction="sum",
-                ).item()
-                count += int((tgt_out != PAD).sum())
-            # 2. greedy outputs against the targets
-            outputs = self.decode(
-                model, split, device=device, batch_size=batch_size, autocast=autocast
-            )
+            outputs = self.decode(model, split, **options)
         targets = [strip_output(row) for row in self._tgt_out[split].tolist()]
         decode = self.tokenizer.decode
         metrics = {
@@ -232,4 +214,4 @@ class Seq2SeqTask:
             / len(targets),
             "chrf": chrf([decode(o) for o in outputs], [decode(t) for t in targets]),
         }
-        return {f"{split}/{name}": value for name, value in metrics.items()}
+        return named(split, metrics)

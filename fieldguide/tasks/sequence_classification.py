@@ -13,15 +13,14 @@ are not sorted by length: the models mask or pack padding themselves.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from fieldguide.data.base import ClassificationData, Split
-from fieldguide.tasks.base import instantiate, preset_config
-from fieldguide.tasks.classification import SPLITS, ClassificationTask
+from fieldguide.tasks.base import SPLITS
+from fieldguide.tasks.classification import ClassificationTask
 
 
 def split_lengths(split: Split, steps: int) -> Tensor:
@@ -38,23 +37,20 @@ def split_lengths(split: Split, steps: int) -> Tensor:
     return lengths.to(torch.int64)
 
 
-def choose_pool(cls: type, config: Any) -> str:
-    """The pool for a model of `cls`: "last" if it declares itself causal, else "mean".
-
-    A causal model's output at the last real step has read the whole sequence and nothing
-    else, so it summarises it; a non-causal one (bidirectional, attention without a mask) has
-    no such step, and the mean over real steps is the safer summary. Invariants may depend on
-    the config (an RNN is causal only with pool="none"), so a probe with pool="none" is built.
-    """
-    with torch.random.fork_rng(devices=[]):  # the probe must not shift the weights' seed
-        probe = cls(dataclasses.replace(config, pool="none"))
-    return "last" if "causal" in getattr(probe, "invariants", frozenset()) else "mean"
-
-
 class SequenceClassificationTask(ClassificationTask):
-    """Classification of right-padded sequences (N, T, C) with their lengths (N,)."""
+    """Classification of right-padded sequences (N, T, C) with their lengths (N,).
+
+    The model pools to one output per sequence: its config_for_data keeps a `pool` the user
+    gives and otherwise picks "last" for a causal model, "mean" for any other.
+    """
 
     name = "sequence-classification"
+    accepts: ClassVar[frozenset[str]] = frozenset({"sequences"})
+
+    @classmethod
+    def fits(cls, data: Any) -> bool:
+        """Labelled sequences (T, C)."""
+        return isinstance(data, ClassificationData) and data.modality == "sequences"
 
     def __init__(
         self, data: ClassificationData, *, label_smoothing: float = 0.0, class_weights: str = "none"
@@ -68,23 +64,6 @@ class SequenceClassificationTask(ClassificationTask):
         super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
         steps = int(data.input_shape[0])
         self._lengths = {s: split_lengths(getattr(data, s), steps) for s in SPLITS}
-
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """Create sequence model `name`: C channels in, K logits out, pooled per sequence.
-
-        The pool is "last" for a causal model and "mean" otherwise (see `choose_pool`); a
-        `pool` in `overrides` wins.
-        """
-        cls, config = preset_config(name, overrides)
-        if not hasattr(config, "pool"):
-            raise ValueError(
-                f"sequence classification needs a sequence model, whose config has pool; "
-                f"model '{name}' has none; try 'gru' or 'tcn' (`fieldguide list`)."
-            )
-        config = cls.config_for_data(config, tuple(self.data.input_shape), self.num_classes)
-        if "pool" not in overrides:
-            config = dataclasses.replace(config, pool=choose_pool(cls, config))
-        return instantiate(cls, config, name)
 
     def batch(self, split: str, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(x, lengths, y) for the examples `index` of `split`."""

@@ -12,15 +12,16 @@ with a `head` field is given head="sequence". Loss and metrics: those of `Classi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from fieldguide.data.base import ClassificationData
 from fieldguide.data.tokenizer import PAD, VOCAB_SIZE
-from fieldguide.tasks.classification import SPLITS, ClassificationTask
-from fieldguide.tasks.language_modeling import text_model_config
+from fieldguide.models.base import DataSpec
+from fieldguide.tasks.base import SPLITS
+from fieldguide.tasks.classification import ClassificationTask
 from fieldguide.tasks.sequence_classification import split_lengths
 
 
@@ -28,6 +29,12 @@ class TextClassificationTask(ClassificationTask):
     """Classification of texts given as right-padded token ids (N, T) with their lengths."""
 
     name = "text-classification"
+    accepts: ClassVar[frozenset[str]] = frozenset({"tokens"})
+
+    @classmethod
+    def fits(cls, data: Any) -> bool:
+        """Labelled texts as token ids."""
+        return isinstance(data, ClassificationData) and data.modality == "text"
 
     def __init__(
         self,
@@ -58,22 +65,12 @@ class TextClassificationTask(ClassificationTask):
             for s in SPLITS
         }
 
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """Create token encoder `name`: vocab_size ids in, K logits out, head "sequence"."""
+    def spec(self) -> DataSpec:
+        """Up to T token ids in, one logit per class out, for the whole text."""
         k = self.num_classes
-        config, cls = text_model_config(
-            name,
-            overrides,
-            vocab_size=self.vocab_size,
-            max_len=int(self.data.input_shape[0]),
-            needs="text classification",
-            num_classes=k,
-            out_dim=k,
-            head="sequence",
+        return DataSpec(
+            tuple(self.data.input_shape), k, vocab_size=self.vocab_size, description=f"{k} classes"
         )
-        model = cls(config)
-        model.name = name
-        return model
 
     def _trimmed(self, split: str, index: Tensor) -> tuple[Tensor, Tensor]:
         """Ids of `index`, cut to their longest text, and the padding mask (True at real ids)."""

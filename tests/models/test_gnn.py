@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from fieldguide import create_model
 from fieldguide.layers.graph import EdgeStructure, Graph, batch_graphs
+from fieldguide.models.base import DataSpec
 from fieldguide.models.gnn import GATConfig, GATConv, GNNConfig, SAGEConfig
 from tests.layers.test_graph import dense_adjacency, dense_gcn, random_graph
 from tests.test_model_contract import check_permutation_equivariant
@@ -206,8 +207,8 @@ def test_configs_reject_impossible_sizes():
         GNNConfig(num_layers=0)
     with pytest.raises(ValueError, match="dropout must be in"):
         SAGEConfig(dropout=1.0)
-    with pytest.raises(ValueError, match="needs node feature vectors"):
-        create_model("gcn").config_for_data(GNNConfig(), (8, 8), 3)
+    with pytest.raises(ValueError, match=r"reads graph whose examples have shape \(C,\)"):
+        create_model("gcn").config_for_data(GNNConfig(), DataSpec((8, 8), 3, output="per-node"))
 
 
 @pytest.mark.parametrize("name", ["gcn", "gat", "graphsage"])

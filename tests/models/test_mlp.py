@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fieldguide import create_model
+from fieldguide.models.base import DataSpec
 from fieldguide.models.mlp import MLP, HiddenBlock, MLPConfig
 
 
@@ -190,11 +191,11 @@ def test_dropout_acts_in_train_mode_only():
 
 
 def test_config_for_data_flattens_images():
-    config = MLP.config_for_data(MLPConfig(in_channels=3, out_dim=2), (1, 8, 8), 10)
+    config = MLP.config_for_data(MLPConfig(in_channels=3, out_dim=2), DataSpec((1, 8, 8), 10))
     assert (config.in_channels, config.out_dim) == (64, 10)
-    config = MLP.config_for_data(MLPConfig(), (3, 4, 5), 2)
+    config = MLP.config_for_data(MLPConfig(), DataSpec((3, 4, 5), 2))
     assert (config.in_channels, config.out_dim) == (60, 2)
-    config = MLP.config_for_data(MLPConfig(hidden_dim=32), (13,), 1)
+    config = MLP.config_for_data(MLPConfig(hidden_dim=32), DataSpec((13,), 1))
     assert (config.in_channels, config.out_dim, config.hidden_dim) == (13, 1, 32)
 
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from fieldguide import create_model
+from fieldguide.models.base import DataSpec
 from fieldguide.models.resnet import (
     BasicBlock,
     Bottleneck,
@@ -215,7 +216,7 @@ def test_group_norm_uses_the_largest_group_count_that_divides(channels, groups):
 
 def test_config_for_data_takes_channels_and_classes():
     base = ResNetConfig(stem="small", widths=(8, 16, 32, 64))
-    config = ResNet.config_for_data(base, (3, 32, 32), 7)
+    config = ResNet.config_for_data(base, DataSpec((3, 32, 32), 7))
     assert (config.in_channels, config.out_dim) == (3, 7)
     assert config.widths == base.widths and config.stem == "small"
     model = ResNet(config).eval()
@@ -224,8 +225,10 @@ def test_config_for_data_takes_channels_and_classes():
 
 
 def test_config_for_data_rejects_non_image_samples():
-    with pytest.raises(ValueError, match=re.escape("(C, H, W); the data gives (64,)")):
-        ResNet.config_for_data(ResNetConfig(), (64,), 10)
+    with pytest.raises(
+        ValueError, match=re.escape("(C, H, W); the data gives examples of shape (64,)")
+    ):
+        ResNet.config_for_data(ResNetConfig(), DataSpec((64,), 10))
 
 
 def test_missing_batch_axis_message_is_exact():

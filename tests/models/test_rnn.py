@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from fieldguide import create_model
+from fieldguide.models.base import DataSpec
 from fieldguide.models.rnn import RNN, RNNConfig
 from tests.test_model_contract import check_causal
 
@@ -354,10 +355,10 @@ def test_dropout_acts_between_layers_in_train_mode_only():
 
 
 def test_config_for_data_takes_channels_and_outputs():
-    config = RNN.config_for_data(RNNConfig(pool="last"), (50, 7), 4)
+    config = RNN.config_for_data(RNNConfig(pool="last"), DataSpec((50, 7), 4))
     assert (config.in_channels, config.out_dim, config.pool) == (7, 4, "last")
     with pytest.raises(ValueError, match=r"\(T, C\)"):
-        RNN.config_for_data(RNNConfig(), (7,), 4)
+        RNN.config_for_data(RNNConfig(), DataSpec((7,), 4))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fieldguide import create_model
+from fieldguide.models.base import DataSpec
 from fieldguide.models.transformer import (
     BOS,
     EOS,
@@ -510,15 +511,28 @@ def test_encoder_config_checks_its_head():
         EncoderConfig(out_dim=0)
 
 
+LM8 = DataSpec((8,), 259, output="per-step", vocab_size=259)
+
+
 def test_config_for_data_sizes_positions_and_outputs():
-    config = TransformerDecoder.config_for_data(TransformerConfig(max_len=64), (128,), 300)
-    assert (config.max_len, config.vocab_size) == (128, 300)
-    assert (
-        TransformerDecoder.config_for_data(TransformerConfig(max_len=64), (8,), 259).max_len == 64
+    config = TransformerDecoder.config_for_data(
+        TransformerConfig(max_len=64), DataSpec((128,), 300, output="per-step", vocab_size=300)
     )
-    encoder = TransformerEncoder.config_for_data(EncoderConfig(), (32,), 7)
-    assert (encoder.out_dim, encoder.vocab_size) == (7, 259)
-    mlm = TransformerEncoder.config_for_data(EncoderConfig(head="mlm"), (32,), 300)
+    assert (config.max_len, config.vocab_size) == (128, 300)
+    assert TransformerDecoder.config_for_data(TransformerConfig(max_len=64), LM8).max_len == 64
+    encoder = TransformerEncoder.config_for_data(
+        EncoderConfig(head="token"), DataSpec((32,), 7, vocab_size=259)
+    )
+    assert (encoder.out_dim, encoder.vocab_size, encoder.head) == (7, 259, "sequence")
+    tagger = TransformerEncoder.config_for_data(
+        EncoderConfig(), DataSpec((32,), 5, output="per-step", vocab_size=259)
+    )
+    assert (tagger.head, tagger.out_dim) == ("token", 5)
+    with pytest.raises(ValueError, match="gives one output per step; this task needs one per ex"):
+        TransformerDecoder.config_for_data(TransformerConfig(), DataSpec((8,), 2, vocab_size=259))
+    mlm = TransformerEncoder.config_for_data(
+        EncoderConfig(head="mlm"), DataSpec((32,), 300, output="per-step", vocab_size=300)
+    )
     assert mlm.vocab_size == 300
-    with pytest.raises(ValueError, match=r"samples of token ids of shape \(T,\)"):
-        EncoderDecoder.config_for_data(TransformerConfig(), (8, 3), 5)
+    with pytest.raises(ValueError, match=r"reads token-pairs whose examples have shape \(T,\)"):
+        EncoderDecoder.config_for_data(TransformerConfig(), DataSpec((8, 3), 5, vocab_size=5))

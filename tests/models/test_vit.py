@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fieldguide import create_model
+from fieldguide.models.base import DataSpec
 from fieldguide.models.vit import ViT, ViTConfig
 from fieldguide.train.params import param_groups
 
@@ -195,7 +196,7 @@ def test_create_model_checks_overrides_through_the_config():
 
 
 def test_config_for_data_takes_channels_size_and_classes_and_keeps_the_patch():
-    config = ViT.config_for_data(ViTConfig(patch_size=4), (3, 32, 32), 5)
+    config = ViT.config_for_data(ViTConfig(patch_size=4), DataSpec((3, 32, 32), 5))
     assert (config.in_channels, config.image_size, config.out_dim) == (3, 32, 5)
     assert config.patch_size == 4 and config.num_patches == 64
 
@@ -205,12 +206,12 @@ def test_config_for_data_takes_channels_size_and_classes_and_keeps_the_patch():
     [
         ((3, 32, 24), r"square images.*32x24"),
         ((3, 30, 30), r"patch_size to divide the image size.*patch_size is 16"),
-        ((64,), r"image samples of shape \(C, H, W\); the data gives \(64,\)"),
+        ((64,), r"reads images whose examples have shape \(C, H, W\); the data gives .*\(64,\)"),
     ],
 )
 def test_config_for_data_rejects_what_a_vit_cannot_take(shape, match):
-    with pytest.raises(ValueError, match=rf"^ViT needs {match}"):
-        ViT.config_for_data(ViTConfig(), shape, 10)
+    with pytest.raises(ValueError, match=rf"^ViT (needs )?{match}"):
+        ViT.config_for_data(ViTConfig(), DataSpec(shape, 10))
 
 
 # ---------------------------------------------------------------------------------------------

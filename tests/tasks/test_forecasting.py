@@ -214,10 +214,11 @@ def test_build_model_sizes_the_head(monkeypatch):
     task = ForecastingTask(toy_series(), context=12, horizon=5)
     model = task.build_model("gru")
     assert isinstance(model, StandIn) and model.name == "gru"
-    assert (model.config.in_channels, model.config.out_dim, model.config.pool) == (2, 10, "last")
+    # Not causal: its last step is no summary of the window, so it pools the mean.
+    assert (model.config.in_channels, model.config.out_dim, model.config.pool) == (2, 10, "mean")
     assert task.forecast(model, task.batch("val", torch.arange(3))[0]).shape == (3, 5, 2)
-    assert task.build_model("gru", pool="mean").config.pool == "mean"
-    with pytest.raises(ValueError, match="pool must be 'last' or 'mean'; got pool='none'"):
+    assert task.build_model("gru", pool="last").config.pool == "last"  # the user's choice
+    with pytest.raises(ValueError, match="got pool='none' but forecasting .* needs pool='mean'"):
         task.build_model("gru", pool="none")
 
 

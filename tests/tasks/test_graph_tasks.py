@@ -45,9 +45,17 @@ def test_sampled_mini_batch_training_runs_end_to_end():
     data = two_communities(weighted=True)
     task = NodeClassificationTask(data, fanouts=(5, 3))
     model, result = fit(task, "gcn")
-    x, edge_index, weight, positions, y = task.batch("train", torch.arange(4))
-    assert x.shape[0] < data.graph.num_nodes and positions.tolist() == [0, 1, 2, 3]
-    assert weight.shape == (edge_index.shape[1],)  # the sampled edges keep their weights
+    seen = []
+    model.forward = lambda x, edge_index, edge_weight=None: (
+        seen.append(
+            (x.shape[0], edge_index.shape[1], None if edge_weight is None else edge_weight.shape[0])
+        )
+        or torch.zeros(x.shape[0], 2)
+    )
+    model.train()
+    task.logits(model, task.batch("train", torch.arange(4))[:-1])
+    ((nodes, edges, weights),) = seen
+    assert nodes < data.graph.num_nodes and weights == edges  # sampled edges keep their weights
     assert result.status == "finished"
     assert result.best_metrics["val/accuracy"] > 0.9
 
@@ -81,7 +89,9 @@ def test_node_task_rejects_options_that_cannot_apply():
         NodeClassificationTask(data, fanouts=(5, 5)).build_model("gcn-deep")
     with pytest.raises(ValueError, match="mlp reads node features alone"):
         NodeClassificationTask(data, fanouts=(5, 5)).build_model("mlp")
-    with pytest.raises(ValueError, match="one output per node.*readout='mean'"):
+    with pytest.raises(
+        ValueError, match="got readout='mean' but node-classification .* needs readout='none'"
+    ):
         NodeClassificationTask(data).build_model("gcn", readout="mean")
 
 
@@ -117,5 +127,5 @@ def test_graph_classification_learns_paths_from_cliques(name):
 def test_graph_task_defaults_to_a_mean_readout_and_refuses_non_graph_models():
     task = GraphClassificationTask(paths_and_cliques())
     assert task.build_model("gat").config.readout == "mean"
-    with pytest.raises(ValueError, match="needs a graph model.*mlp does not read edges"):
+    with pytest.raises(ValueError, match="trains models that read graph; 'mlp' reads vectors"):
         task.build_model("mlp")

@@ -65,7 +65,7 @@ def test_unigram_perplexity_equals_the_hand_computed_one():
     assert set(metrics) == {"val/loss", "val/perplexity", "val/bpb"}
     # max_eval_tokens keeps the first whole windows only: 9 tokens -> 2 windows, tokens 1..8.
     capped = LanguageModelingTask(data, context=4, max_eval_tokens=9)
-    assert capped.eval_windows("val") == 2
+    assert capped.eval_size("val") == 2
     counts = Counter(val[1:9])
     nll = -sum(n * math.log(probs[token]) for token, n in counts.items()) / 8
     assert capped.evaluate(model, "val", device="cpu", batch_size=8)["val/loss"] == pytest.approx(
@@ -95,9 +95,13 @@ def test_build_model_sizes_the_config(monkeypatch):
     assert model.config.vocab_size == 259 and model.config.max_len == 16
     assert model.config.hidden_dim == 4 and model.name == "stand-in"
     assert task.build_model("stand-in", max_len=32).config.max_len == 32  # larger is kept
-    with pytest.raises(ValueError, match="got max_len=8 but language modelling feeds sequences"):
+    with pytest.raises(
+        ValueError, match="got max_len=8 but language-modelling on 'tiny' needs max_len=16"
+    ):
         task.build_model("stand-in", max_len=8)
-    with pytest.raises(ValueError, match="got vocab_size=300 but the data has 259 token ids"):
+    with pytest.raises(
+        ValueError, match="got vocab_size=300 but language-modelling on 'tiny' needs vocab_size=259"
+    ):
         task.build_model("stand-in", vocab_size=300)
 
 
@@ -120,7 +124,9 @@ def test_make_task_dispatches_text_streams():
     assert isinstance(task, LanguageModelingTask) and task.context == 256
     task = _make_task(data, RunConfig(data=DataConfig(name="tiny", context=32)))
     assert task.context == 32
-    with pytest.raises(ValueError, match="horizon applies to forecasting data; 'tiny' is text"):
+    with pytest.raises(
+        ValueError, match="horizon applies to forecasting; 'tiny' is language-modelling data"
+    ):
         _make_task(data, RunConfig(data=DataConfig(name="tiny", horizon=4)))
 
 
@@ -150,9 +156,9 @@ def test_bad_input_is_one_sentence(monkeypatch):
     with pytest.raises(ValueError, match="logits of shape \\(B, T, V\\) = \\(2, 8, 259\\); got"):
         task.loss(lambda x: wrong(x.float()), task.batch("train", torch.arange(2)))
     use_stand_in(monkeypatch, Bigram)
-    from fieldguide.tasks import language_modeling
+    from fieldguide.tasks import base
     from tests.tasks.helpers import stand_in_entry
 
-    monkeypatch.setattr(language_modeling, "get_entry", lambda name: stand_in_entry())
-    with pytest.raises(ValueError, match="needs a token model whose config has vocab_size"):
+    monkeypatch.setattr(base, "get_entry", lambda name: stand_in_entry())
+    with pytest.raises(ValueError, match="trains models that read tokens; 'gru' reads sequences"):
         task.build_model("gru")

@@ -1,11 +1,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from fieldguide.data.base import ClassificationData, Split
+from fieldguide.models.base import DataSpec
 from fieldguide.tasks import base as task_base
-from fieldguide.tasks.sequence_classification import SequenceClassificationTask, choose_pool
+from fieldguide.tasks.sequence_classification import SequenceClassificationTask
 from fieldguide.train.config import TrainConfig
 from fieldguide.train.loop import Trainer
 from tests.data.helpers import load_starter
@@ -74,7 +74,7 @@ def test_loss_and_predict_pass_the_lengths(stand_in):
     assert not torch.allclose(
         F.cross_entropy(model(x), y, label_smoothing=0.1), expected, atol=1e-4
     )
-    probs, labels = task.predict(model, "val", device="cpu", batch_size=7)
+    probs, labels = task.predict(model, "val", device="cpu", batch_size=7), task.labels("val")
     xv, lv, _ = task.batch("val", torch.arange(len(labels)))
     assert torch.allclose(probs, model(xv, lengths=lv).softmax(-1), atol=1e-6)
 
@@ -89,7 +89,11 @@ def test_pool_is_chosen_by_causality(stand_in):
     assert task.build_model("gru-bi").config.pool == "mean"
     stand_in(causal=True)
     assert task.build_model("gru", pool="mean").config.pool == "mean"  # the override wins
-    assert choose_pool(StandIn, StandInConfig(causal=True, pool="mean")) == "last"
+    spec = DataSpec((5, 2), 3)
+    assert StandIn.config_for_data(StandInConfig(causal=True), spec).pool == "last"
+    assert StandIn.config_for_data(StandInConfig(causal=True, pool="mean"), spec).pool == "mean"
+    per_step = DataSpec((5, 2), 3, output="per-step")
+    assert StandIn.config_for_data(StandInConfig(pool="mean"), per_step).pool == "none"
 
 
 def test_probing_the_pool_does_not_move_the_seed(stand_in):
@@ -143,21 +147,7 @@ def test_rejects_bad_lengths():
         SequenceClassificationTask(data)
 
 
-def test_rejects_a_model_without_pool(monkeypatch):
-    class Flat(nn.Module):
-        pass
-
-    from dataclasses import dataclass
-
-    from fieldguide.models.registry import Entry
-
-    @dataclass(frozen=True)
-    class FlatConfig:
-        hidden_dim: int = 4
-
-    monkeypatch.setattr(
-        task_base, "get_entry", lambda name: Entry("mlp", "mlp", FlatConfig(), Flat)
-    )
+def test_rejects_a_model_that_reads_no_sequences():
     task = SequenceClassificationTask(synthetic_sequences())
-    with pytest.raises(ValueError, match="needs a sequence model"):
+    with pytest.raises(ValueError, match="trains models that read sequences; 'mlp' reads vectors"):
         task.build_model("mlp")

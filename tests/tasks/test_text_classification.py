@@ -75,7 +75,7 @@ def test_loss_and_predict_pass_the_mask(monkeypatch):
     assert torch.allclose(task.loss(model, (x, mask, y)), expected)
     # Mean pooling over padding as well would give another loss.
     assert not torch.allclose(F.cross_entropy(model(x), y, label_smoothing=0.1), expected)
-    probs, labels = task.predict(model, "val", device="cpu", batch_size=7)
+    probs, labels = task.predict(model, "val", device="cpu", batch_size=7), task.labels("val")
     xv, mv, _ = task.batch("val", torch.arange(len(labels)))
     assert torch.allclose(probs, model(xv, padding_mask=mv).softmax(-1), atol=1e-6)
     assert set(task.evaluate(model, "val", device="cpu", batch_size=16)) == METRICS
@@ -105,7 +105,10 @@ def test_rotten_tomatoes_batches():
 def test_make_task_dispatches_text_classification():
     task = _make_task(text_classes(), RunConfig(data=DataConfig(name="reviews")))
     assert isinstance(task, TextClassificationTask)
-    with pytest.raises(ValueError, match="context and horizon apply to forecasting data"):
+    with pytest.raises(
+        ValueError,
+        match="context applies to forecasting and language-modelling; 'reviews' is text-class",
+    ):
         _make_task(text_classes(), RunConfig(data=DataConfig(name="reviews", context=8)))
 
 
@@ -122,9 +125,12 @@ def test_bad_input_is_one_sentence(monkeypatch):
             ClassificationData("r", "text", floats, data.val, data.test, ["a", "b"], (24,), "")
         )
     use_stand_in(monkeypatch, MeanPoolClassifier, max_len=8)
-    with pytest.raises(ValueError, match="got max_len=8 but text classification feeds"):
+    with pytest.raises(
+        ValueError, match="got max_len=8 but text-classification on 'reviews' needs max_len=24"
+    ):
         TextClassificationTask(data).build_model("stand-in", max_len=8)
-    # A head the user asks for is kept; the preset's head is replaced only when not given.
+    # One output per text: a per-token head contradicts the task, and saying so beats a crash.
     assert TokenConfig().head == "token"
-    kept = TextClassificationTask(data).build_model("stand-in", head="token")
-    assert kept.config.head == "token"
+    assert TextClassificationTask(data).build_model("stand-in").config.head == "sequence"
+    with pytest.raises(ValueError, match="got head='token' but .* needs head='sequence'"):
+        TextClassificationTask(data).build_model("stand-in", head="token")

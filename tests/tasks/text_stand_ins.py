@@ -8,13 +8,13 @@ Each matches the interface the task calls (and the Transformer module implements
   greedy(src, max_len, bos, eos) -> (B, 1 + n).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
 from fieldguide.data.tokenizer import EOS, ByteTokenizer
-from fieldguide.models.base import Model
+from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import Entry
 
 
@@ -27,7 +27,23 @@ class TokenConfig:
     hidden_dim: int = 8
 
 
-class Unigram(Model):
+class TokenStandIn(Model):
+    """Reads token ids; sized like the Transformers: the data's vocabulary and longest text."""
+
+    reads = "tokens"
+    invariants = frozenset({"causal"})  # the language-model stand-ins look back only
+
+    @classmethod
+    def config_for_data(cls, config: TokenConfig, spec: DataSpec) -> TokenConfig:
+        sized = replace(
+            config, vocab_size=spec.vocab_size, max_len=max(config.max_len, spec.shape[0])
+        )
+        if spec.output == "per-example":
+            return replace(sized, head="sequence", out_dim=spec.num_outputs)
+        return sized
+
+
+class Unigram(TokenStandIn):
     """The same next-token distribution at every position: softmax(self.logit)."""
 
     def __init__(self, config: TokenConfig) -> None:
@@ -38,7 +54,7 @@ class Unigram(Model):
         return self.logit.expand(*x.shape, -1)  # (B, T, V)
 
 
-class Bigram(Model):
+class Bigram(TokenStandIn):
     """Next-token logits from the current token alone: a (V, V) table."""
 
     def __init__(self, config: TokenConfig) -> None:
@@ -72,7 +88,7 @@ class Bigram(Model):
         return ids
 
 
-class Shifter(Model):
+class Shifter(TokenStandIn):
     """A 'language model' that writes the byte after the last one, plus `shift - 1`, and so on.
 
     Its one parameter, shift, is 1 when built: a test that loads saved weights sees them.
@@ -94,7 +110,7 @@ class Shifter(Model):
         return torch.cat([ids, torch.full_like(nxt, EOS)], 1)
 
 
-class MeanPoolClassifier(Model):
+class MeanPoolClassifier(TokenStandIn):
     """Embedding, mean over the real tokens (padding_mask True), linear head."""
 
     def __init__(self, config: TokenConfig) -> None:
@@ -110,8 +126,10 @@ class MeanPoolClassifier(Model):
         return self.head(pooled)  # (B, K)
 
 
-class TinySeq2Seq(Model):
+class TinySeq2Seq(TokenStandIn):
     """Target position t sees the mean of tgt_in[:t+1] and the mean of the real source tokens."""
+
+    reads = "token-pairs"
 
     def __init__(self, config: TokenConfig) -> None:
         super().__init__(config)
@@ -167,6 +185,6 @@ def entry(cls: type, **config) -> Entry:
 
 def use_stand_in(monkeypatch, cls: type, **config) -> None:
     """Make every text task's build_model find `cls` under any name."""
-    from fieldguide.tasks import language_modeling
+    from fieldguide.tasks import base
 
-    monkeypatch.setattr(language_modeling, "get_entry", lambda name: entry(cls, **config))
+    monkeypatch.setattr(base, "get_entry", lambda name: entry(cls, **config))

@@ -1,6 +1,6 @@
 """A torch-free catalogue of the registered models, so `fieldguide list` and `show` start fast.
 
-`catalog.json` is generated from the registry (`python -m fieldguide.models.catalog`) and a
+`catalog.json` is generated from the registry (`python -m fieldguide.api.catalog`) and a
 test fails when it is stale, so it can never drift from the code.
 """
 
