@@ -184,7 +184,7 @@ def _plain(value: Any) -> Any:
 
 def build(cls: type, values: dict[str, Any], where: str) -> Any:
     """Instantiate dataclass `cls` from `values`, naming `where` for unknown or ill-typed keys."""
-    from fieldguide.models.registry import replace_config
+    from fieldguide.typed import replace_config
 
     return replace_config(cls(), where, **values)
 

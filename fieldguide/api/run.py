@@ -148,9 +148,9 @@ def train(
 
     from fieldguide.api.report import data_notes
     from fieldguide.guide.select import auto_model
-    from fieldguide.models.registry import replace_config
     from fieldguide.train.loop import Trainer
     from fieldguide.train.progress import Progress
+    from fieldguide.typed import replace_config
 
     if recipe and (resume is not None or config is not None):
         raise ValueError(

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from fieldguide.models.base import DataSpec
-from fieldguide.models.registry import get_entry, replace_config
+from fieldguide.models.registry import get_entry
+from fieldguide.typed import replace_config
 
 SPLITS = ("train", "val", "test")
 
@@ -160,8 +161,8 @@ class Task:
         model: nn.Module,
         split: str,
         *,
-        device: str,
-        batch_size: int,
+        device: str = "cpu",
+        batch_size: int = 256,
         autocast: AbstractContextManager | None = None,
     ) -> Iterator[tuple[Tensor, tuple[Tensor, ...]]]:
         """(index, batch on `device`) over the examples `evaluate` reads, in order.
@@ -178,33 +179,19 @@ class Task:
                 if self.eval_progress is not None:
                     self.eval_progress(int(index[-1]) + 1, total)
 
-    def predict(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str = "cpu",
-        batch_size: int = 256,
-        autocast: AbstractContextManager | None = None,
-    ) -> Tensor:
-        """`outputs` of every example `evaluate` reads from `split`, in order, float32, CPU."""
-        parts = [
-            self.outputs(model, batch).float().cpu()
-            for _, batch in self.eval_batches(
-                model, split, device=device, batch_size=batch_size, autocast=autocast
-            )
-        ]
-        return torch.cat(parts)
+    def predict(self, model: nn.Module, split: str, **eval_options: Any) -> Tensor:
+        """`outputs` of every example `evaluate` reads from `split`, in order, float32, CPU.
 
-    def evaluate(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str = "cpu",
-        batch_size: int = 256,
-        autocast: AbstractContextManager | None = None,
-    ) -> dict[str, float]:
+        Args:
+            model: The model, as `build_model` made it.
+            split: "train", "val" or "test".
+            **eval_options: `device` ("cpu"), `batch_size` (256) and `autocast` (None), as for
+                `eval_batches`.
+        """
+        batches = self.eval_batches(model, split, **eval_options)
+        return torch.cat([self.outputs(model, batch).float().cpu() for _, batch in batches])
+
+    def evaluate(self, model: nn.Module, split: str, **eval_options: Any) -> dict[str, float]:
         """Metrics of `split`, named "<split>/<metric>" for each of `metric_names`."""
         raise NotImplementedError
 

@@ -89,15 +89,25 @@ class ClassificationTask(LabelTask):
 
     name = "classification"
     accepts: ClassVar[frozenset[str]] = frozenset({"vectors"})
+    modalities: ClassVar[tuple[str, ...]] = ("images", "tabular")  # of the data it `fits`
+    sample_shape: ClassVar[tuple[int, str]] = (0, "")  # rank its examples need, and in words
 
     @classmethod
     def fits(cls, data: Any) -> bool:
-        """Labelled tensors: images or table rows."""
-        return isinstance(data, ClassificationData)
+        """Labelled tensors of one of `modalities`."""
+        return isinstance(data, ClassificationData) and data.modality in cls.modalities
 
     def __init__(
         self, data: ClassificationData, *, label_smoothing: float = 0.0, class_weights: str = "none"
     ) -> None:
+        rank, words = self.sample_shape
+        if not self.fits(data) or rank not in (0, len(data.input_shape)):
+            shape = f" and samples {words}" if words else ""
+            raise ValueError(
+                f"{type(self).__name__} expects data with modality "
+                f"{' or '.join(repr(m) for m in self.modalities)}{shape}; got modality "
+                f"'{data.modality}' with samples {tuple(data.input_shape)}."
+            )
         self._inputs = {s: getattr(data, s).x for s in SPLITS}
         self._targets = {s: getattr(data, s).y for s in SPLITS}
         super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)

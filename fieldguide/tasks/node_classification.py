@@ -16,7 +16,7 @@ unweighted graph. Metrics: those of `tasks.classification` (accuracy, macro-F1, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import torch
@@ -122,22 +122,13 @@ class NodeClassificationTask(LabelTask):
             return out[: sub.num_seeds]  # the seeds come first, in order
         return graph_forward(model, x, edge_index, edge_weight)[nodes]
 
-    def predict(
-        self,
-        model: nn.Module,
-        split: str,
-        *,
-        device: str = "cpu",
-        batch_size: int = 256,
-        autocast: AbstractContextManager | None = None,
-    ) -> Tensor:
+    def predict(self, model: nn.Module, split: str, **eval_options: Any) -> Tensor:
         """Probabilities (N, K) at the nodes of `split`, from one pass over the whole graph."""
         if reads(model) == "vectors":  # no graph to share: the batched loop is right
-            return super().predict(
-                model, split, device=device, batch_size=batch_size, autocast=autocast
-            )
+            return super().predict(model, split, **eval_options)
         g, nodes = self.graph, self.nodes[split]
-        with evaluating(model), autocast or nullcontext():
+        device = eval_options.get("device", "cpu")
+        with evaluating(model), eval_options.get("autocast") or nullcontext():
             out = graph_forward(
                 model, g.x.to(device), g.edge_index.to(device), self.edge_weight.to(device)
             )[nodes.to(device)]

@@ -164,8 +164,8 @@ class Seq2SeqTask(Task):
         model: nn.Module,
         split: str,
         *,
-        device: str,
-        batch_size: int,
+        device: str = "cpu",
+        batch_size: int = 256,
         autocast: AbstractContextManager | None = None,
     ) -> list[list[int]]:
         """Greedy outputs for every source of `split`, in order, stripped by `strip_output`.

@@ -13,7 +13,7 @@ are not sorted by length: the models mask or pack padding themselves.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -45,22 +45,13 @@ class SequenceClassificationTask(ClassificationTask):
     """
 
     name = "sequence-classification"
+    modalities = ("sequences",)
+    sample_shape = (2, "(T, C)")
     accepts: ClassVar[frozenset[str]] = frozenset({"sequences"})
-
-    @classmethod
-    def fits(cls, data: Any) -> bool:
-        """Labelled sequences (T, C)."""
-        return isinstance(data, ClassificationData) and data.modality == "sequences"
 
     def __init__(
         self, data: ClassificationData, *, label_smoothing: float = 0.0, class_weights: str = "none"
     ) -> None:
-        if data.modality != "sequences" or len(data.input_shape) != 2:
-            raise ValueError(
-                f"SequenceClassificationTask expects data with modality 'sequences' and samples "
-                f"(T, C); got modality '{data.modality}' with samples {tuple(data.input_shape)}; "
-                f"use ClassificationTask for images and tables."
-            )
         super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
         steps = int(data.input_shape[0])
         self._lengths = {s: split_lengths(getattr(data, s), steps) for s in SPLITS}

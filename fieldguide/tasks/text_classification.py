@@ -12,7 +12,7 @@ with a `head` field is given head="sequence". Loss and metrics: those of `Classi
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,12 +29,9 @@ class TextClassificationTask(ClassificationTask):
     """Classification of texts given as right-padded token ids (N, T) with their lengths."""
 
     name = "text-classification"
+    modalities = ("text",)
+    sample_shape = (1, "(T,) of token ids")
     accepts: ClassVar[frozenset[str]] = frozenset({"tokens"})
-
-    @classmethod
-    def fits(cls, data: Any) -> bool:
-        """Labelled texts as token ids."""
-        return isinstance(data, ClassificationData) and data.modality == "text"
 
     def __init__(
         self,
@@ -44,13 +41,7 @@ class TextClassificationTask(ClassificationTask):
         class_weights: str = "none",
         vocab_size: int = VOCAB_SIZE,
     ) -> None:
-        if data.modality != "text" or len(data.input_shape) != 1:
-            raise ValueError(
-                f"TextClassificationTask expects data with modality 'text' and samples (T,) of "
-                f"token ids; got modality '{data.modality}' with samples "
-                f"{tuple(data.input_shape)}."
-            )
-        if data.train.x.dtype != torch.int64:
+        if data.modality == "text" and data.train.x.dtype != torch.int64:
             raise ValueError(
                 f"TextClassificationTask expects x as int64 token ids; got {data.train.x.dtype}."
             )
