@@ -209,8 +209,8 @@ def cmd_diagram(args: argparse.Namespace) -> None:
     """Print or write a traced diagram of a registered model or a run folder's model."""
     from pathlib import Path
 
-    from fieldguide.api.diagram import registered_diagram, run_diagram
     from fieldguide.api.catalog import load_catalog
+    from fieldguide.api.diagram import registered_diagram, run_diagram
 
     options = {
         "depth": args.depth,
