@@ -232,7 +232,7 @@ def load_data(
                     f"only to {'.csv files' if arg == 'target' else 'image folders'}, so "
                     f"leave it out."
                 )
-        from fieldguide.data.graphs import load_graph_folder
+        from fieldguide.data.graph_folder import load_graph_folder
 
         return load_graph_folder(spec, **fractions, **options)
     _refuse(options, f"'{spec}', which is not a graph folder holding edges.csv")

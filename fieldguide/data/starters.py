@@ -237,7 +237,7 @@ STARTERS: dict[str, Starter] = _starters(
         carrier="pip: networkx",
         install="pip install networkx",
         modules=("networkx",),  # the graph is written out in networkx's own source
-        loader="fieldguide.data.graphs:load_karate",
+        loader="fieldguide.data.graph_starters:load_karate",
     ),
     Starter(
         name="drosophila",
@@ -252,7 +252,7 @@ STARTERS: dict[str, Starter] = _starters(
             "graspologic/datasets/drosophila/left_adjacency.csv",
             "graspologic/datasets/drosophila/left_cell_labels.csv",
         ),
-        loader="fieldguide.data.graphs:load_drosophila",
+        loader="fieldguide.data.graph_starters:load_drosophila",
     ),
     Starter(
         name="sbm",
@@ -262,7 +262,7 @@ STARTERS: dict[str, Starter] = _starters(
         "8 noisy Gaussian features",
         carrier=_GENERATED,
         install=_GENERATED,
-        loader="fieldguide.data.graphs:load_sbm",
+        loader="fieldguide.data.graph_starters:load_sbm",
     ),
     Starter(
         name="digit-graphs",
@@ -273,7 +273,7 @@ STARTERS: dict[str, Starter] = _starters(
         carrier="pip: scikit-learn",
         install="pip install scikit-learn",
         modules=("sklearn",),
-        loader="fieldguide.data.graphs:load_digit_graphs",
+        loader="fieldguide.data.graph_starters:load_digit_graphs",
     ),
     Starter(
         name="adult",

@@ -5,15 +5,10 @@ import pytest
 import torch
 
 from fieldguide.data import GraphData, GraphSetData, load_data
-from fieldguide.data.graphs import (
-    load_digit_graphs,
-    load_drosophila,
-    load_graph_folder,
-    load_karate,
-    load_sbm,
-    node_features,
-    node_split,
-)
+from fieldguide.data.graph_features import node_features
+from fieldguide.data.graph_folder import load_graph_folder
+from fieldguide.data.graph_starters import load_digit_graphs, load_drosophila, load_karate, load_sbm
+from fieldguide.data.graphs import node_split
 from tests.data.helpers import require_starter
 
 
