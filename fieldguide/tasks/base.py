@@ -73,8 +73,6 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]] = ("loss",)  # evaluate gives "<split>/<name>"
     # Options of DataConfig/TrainConfig this task takes (from `fieldguide.tasks.make_task`).
     options: ClassVar[tuple[str, ...]] = ()
-    # Called as eval_progress(done, total) after each evaluation batch; the trainer sets it.
-    eval_progress: Any = None
 
     def __init__(self, data: Any) -> None:
         self.data = data
@@ -176,8 +174,6 @@ class Task:
                 batch = tuple(t.to(device) for t in self.batch(split, index))
                 with autocast or nullcontext():
                     yield index, batch
-                if self.eval_progress is not None:
-                    self.eval_progress(int(index[-1]) + 1, total)
 
     def predict(self, model: nn.Module, split: str, **eval_options: Any) -> Tensor:
         """`outputs` of every example `evaluate` reads from `split`, in order, float32, CPU.
