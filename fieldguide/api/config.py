@@ -19,7 +19,7 @@ import tomli_w
 
 from fieldguide.train.config import OptionError, TrainConfig, check_fields
 
-# What `node_features` may name (see `fieldguide.data.graphs`).
+# What `node_features` may name (see `fieldguide.data.graph_features`).
 NODE_FEATURES = ("auto", "spectral", "degree", "identity")
 
 if sys.version_info >= (3, 11):  # noqa: UP036 (Python 3.10 is supported)

@@ -51,7 +51,7 @@ _LOADABLE_TASKS = (
     "node-classification",
     "graph-classification",
 )
-# What `node_features` may name (see `fieldguide.data.graphs`).
+# What `node_features` may name (see `fieldguide.data.graph_features`).
 _NODE_FEATURES = ("auto", "spectral", "degree", "identity")
 
 
@@ -180,7 +180,7 @@ def load_data(
     Args:
         spec: A starter name ("digits", "fashion-mnist", "sunspots"; see `list_starters`), a
             folder with one sub-folder of images per class, a graph folder (edges.csv and
-            nodes.csv; see `fieldguide.data.graphs.load_graph_folder`), or a .csv file.
+            nodes.csv; see `fieldguide.data.graph_folder.load_graph_folder`), or a .csv file.
         seed: Seed of the split: the same seed gives the same split. A forecasting starter is
             cut chronologically and ignores it, as does kjv (a fixed cut); a synthetic one
             draws its data from it.

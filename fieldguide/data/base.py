@@ -350,7 +350,7 @@ class GraphData:
         description: One line for reports.
         directed: Whether the edges are directed as given (a connectome) or listed both ways.
         features: How x was made: "given" or the default used for featureless nodes
-            ("spectral", "degree", "identity"); see `fieldguide.data.graphs`.
+            ("spectral", "degree", "identity"); see `fieldguide.data.graph_features`.
         synthetic: True when the data is generated rather than real.
         modality: Always "graphs".
         preprocessing: What was done to the raw files; JSON-friendly.
