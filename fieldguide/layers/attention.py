@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fieldguide.layers.shapes import check_device
+
 
 @dataclass(frozen=True)
 class KVCache:
@@ -83,8 +85,19 @@ def rotate(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     return turned.to(x.dtype)
 
 
-def check_padding_mask(mask: object, batch: int, keys: int, *, owner: str, name: str) -> None:
-    """Raise one sentence unless `mask` is a bool tensor (batch, keys); True marks real tokens."""
+def check_padding_mask(
+    mask: object,
+    batch: int,
+    keys: int,
+    *,
+    owner: str,
+    name: str,
+    device: torch.device | None = None,
+) -> None:
+    """Raise one sentence unless `mask` is a bool tensor (batch, keys); True marks real tokens.
+
+    With `device` (the ids' device, where attention runs), the mask must be there too.
+    """
     expected = f"a bool tensor of shape ({batch}, {keys}), True at real tokens"
     if not isinstance(mask, Tensor):
         raise TypeError(f"{owner} expects {name} as {expected}; got {type(mask).__name__}.")
@@ -96,6 +109,8 @@ def check_padding_mask(mask: object, batch: int, keys: int, *, owner: str, name:
         )
     if tuple(mask.shape) != (batch, keys):
         raise ValueError(f"{owner} expects {name} as {expected}; got {tuple(mask.shape)}.")
+    if device is not None:
+        check_device(mask, device, owner=owner, name=name)
 
 
 class MultiHeadAttention(nn.Module):
@@ -146,10 +161,11 @@ class MultiHeadAttention(nn.Module):
 
     def _heads(self, x: Tensor) -> tuple[Tensor, ...]:
         """Split (B, T, n·D) projections into n tensors (B, h, T, D/h)."""
-        b, t, _ = x.shape
+        b, t, width = x.shape
+        n = width // (self.num_heads * self.head_dim)  # spelled out: -1 fails on 0 elements
         # Unbind before transposing: backward then stacks the gradients straight into the
         # (B, T, n, h, D/h) layout of x, with no extra copy of the whole (B, T, n·D) gradient.
-        parts = x.view(b, t, -1, self.num_heads, self.head_dim).unbind(2)  # (B, T, h, D/h) each
+        parts = x.view(b, t, n, self.num_heads, self.head_dim).unbind(2)  # (B, T, h, D/h) each
         return tuple(part.transpose(1, 2) for part in parts)  # (B, h, T, D/h) each
 
     def context_cache(self, context: Tensor) -> KVCache:
@@ -207,7 +223,8 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal,
         )  # (B, h, T, D/h)
-        out = self.output(out.transpose(1, 2).reshape(b, t, -1))  # (B, T, D)
+        dim = self.num_heads * self.head_dim
+        out = self.output(out.transpose(1, 2).reshape(b, t, dim))  # (B, T, D)
         if empty is not None:
             out = out.masked_fill(empty, 0.0)  # queries that could see no key add nothing
         return out, cache

@@ -45,17 +45,23 @@ class _CausalFFTConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, u: Tensor, k: Tensor) -> Tensor:
         length = u.shape[-1]
+        ctx.shapes = u.shape, k.shape  # gradients sum over the axes broadcasting added
+        ctx.empty = u.numel() == 0 or k.numel() == 0
+        if ctx.empty:  # an empty batch or no steps: nothing to sum, and MKL's FFT refuses it
+            return u.new_zeros(torch.broadcast_shapes(u.shape, k.shape))
         u_f = torch.fft.rfft(u, n=2 * length)  # (..., T+1) complex
         k_f = torch.fft.rfft(k, n=2 * length)
         ctx.save_for_backward(u_f, k_f)
-        ctx.shapes = u.shape, k.shape  # gradients sum over the axes broadcasting added
         return _conv_spectra(u_f, k_f, length)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        u_f, k_f = ctx.saved_tensors
         u_shape, k_shape = ctx.shapes
+        if ctx.empty:  # every gradient is an empty sum
+            grad_u = g.new_zeros(u_shape) if ctx.needs_input_grad[0] else None
+            return grad_u, g.new_zeros(k_shape) if ctx.needs_input_grad[1] else None
+        u_f, k_f = ctx.saved_tensors
         length = g.shape[-1]
         # The adjoints are correlations, which the FFT gives with a conjugate spectrum:
         # grad_u[s] = sum_{t>=s} g[t] k[t-s] = irfft(G conj(K))[s], and likewise for k with u
@@ -89,7 +95,8 @@ def causal_fft_conv(u: Tensor, k: Tensor) -> Tensor:
 
     Returns:
         y of the shape of u: T steps, never the T+L-1 of a padded `Conv1d`; in the dtype of
-        u and k, or float32 for half-precision inputs.
+        u and k, or float32 for half-precision inputs. An empty u (a batch of 0, or T = 0)
+        gives an empty y without calling the FFT.
     """
     length, taps = u.shape[-1], k.shape[-1]
     if taps > length:

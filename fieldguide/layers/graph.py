@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fieldguide.layers.shapes import check_device, check_shape
+
 # -------------------------------------------------------------------------------------------
 # The graph container and input checks
 # -------------------------------------------------------------------------------------------
@@ -112,11 +114,14 @@ def check_graph(
     *,
     in_dim: int,
     owner: str,
+    like: Tensor | None = None,
 ) -> None:
-    """Raise one clear sentence for the first argument that is not a valid graph input."""
-    from fieldguide.layers.shapes import check_shape
+    """Raise one clear sentence for the first argument that is not a valid graph input.
 
-    check_shape(x, "N C", C=in_dim, owner=owner, name="x", what="node features")
+    `like`, a parameter of the model, sets the device and dtype of x (see check_shape); the
+    edges, weights and batch vector must be on x's device.
+    """
+    check_shape(x, "N C", C=in_dim, owner=owner, name="x", what="node features", like=like)
     n = x.shape[0]  # type: ignore[union-attr]
     if not isinstance(edge_index, Tensor):
         raise TypeError(
@@ -134,6 +139,7 @@ def check_graph(
             f"{owner} expects edge_index of shape (2, E), sources then targets; "
             f"got {tuple(edge_index.shape)}{hint}."
         )
+    check_device(edge_index, x.device, owner=owner, name="edge_index")
     if edge_index.numel():
         low, high = int(edge_index.min()), int(edge_index.max())
         if low < 0 or high >= n:
@@ -144,7 +150,9 @@ def check_graph(
     if edge_weight is not None:
         e = edge_index.shape[1]
         if not isinstance(edge_weight, Tensor) or not edge_weight.is_floating_point():
-            got = edge_weight.dtype if isinstance(edge_weight, Tensor) else type(edge_weight)
+            got = (
+                edge_weight.dtype if isinstance(edge_weight, Tensor) else type(edge_weight).__name__
+            )
             raise TypeError(
                 f"{owner} expects edge_weight as a float tensor of shape ({e},); got {got}."
             )
@@ -153,16 +161,22 @@ def check_graph(
                 f"{owner} expects edge_weight of shape ({e},), one per edge; "
                 f"got {tuple(edge_weight.shape)}."
             )
+        check_device(edge_weight, x.device, owner=owner, name="edge_weight")
         if edge_weight.numel() and not bool(
             (edge_weight >= 0).all() & edge_weight.isfinite().all()
         ):
             raise ValueError(f"{owner} expects edge_weight finite and non-negative.")
     if batch is not None:
-        check_batch(batch, n, owner=owner)
+        check_batch(batch, n, owner=owner, device=x.device)
 
 
-def check_batch(batch: object, num_nodes: int, *, owner: str) -> None:
-    """Raise one sentence unless `batch` is a sorted (N,) tensor of graph ids from 0."""
+def check_batch(
+    batch: object, num_nodes: int, *, owner: str, device: torch.device | None = None
+) -> None:
+    """Raise one sentence unless `batch` is a sorted (N,) tensor of graph ids from 0.
+
+    With `device` (the node features'), the batch vector must be there too.
+    """
     if not isinstance(batch, Tensor) or batch.dtype not in (torch.int64, torch.int32):
         got = batch.dtype if isinstance(batch, Tensor) else type(batch).__name__
         raise TypeError(f"{owner} expects batch as an int64 tensor of shape (N,); got {got}.")
@@ -171,6 +185,8 @@ def check_batch(batch: object, num_nodes: int, *, owner: str) -> None:
             f"{owner} expects batch of shape ({num_nodes},), one graph id per node; "
             f"got {tuple(batch.shape)}."
         )
+    if device is not None:
+        check_device(batch, device, owner=owner, name="batch")
     if num_nodes and (int(batch[0]) < 0 or bool((batch[1:] < batch[:-1]).any())):
         raise ValueError(
             f"{owner} expects batch sorted from 0 upwards (the nodes of graph 0, then graph 1, "

@@ -17,17 +17,36 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from fieldguide.layers.shapes import check_shape
+from fieldguide.layers.shapes import check_device, check_shape
 
 Pool = Literal["none", "last", "mean"]
 
 
-def check_sequence(x: object, lengths: object, *, in_channels: int, owner: str) -> Tensor | None:
-    """Check x (B, T, C) and lengths (B,) or None; return the (B, T) mask of real steps or None."""
-    check_shape(x, "B T C", C=in_channels, owner=owner, name="x", what="sequences")
+def check_sequence(
+    x: object,
+    lengths: object,
+    *,
+    in_channels: int,
+    owner: str,
+    like: Tensor | None = None,
+) -> Tensor | None:
+    """Check x (B, T, C) and lengths (B,) or None; return the (B, T) mask of real steps or None.
+
+    Args:
+        x: right-padded sequences; T must be at least 1, B may be 0.
+        lengths: (B,) int64 or int32 real steps of each sequence, on x's device or the CPU.
+        in_channels: C.
+        owner: who is checking, e.g. "gru"; starts the message.
+        like: a parameter of the model, whose device and dtype x must share (check_shape).
+    """
+    check_shape(x, "B T C", C=in_channels, owner=owner, name="x", what="sequences", like=like)
+    b, t, _ = x.shape
+    if t == 0:
+        raise ValueError(
+            f"{owner} expects sequences x of at least one step; got shape {tuple(x.shape)}."
+        )
     if lengths is None:
         return None
-    b, t, _ = x.shape
     if not isinstance(lengths, Tensor) or lengths.dtype not in (torch.int32, torch.int64):
         got = (
             type(lengths).__name__ if not isinstance(lengths, Tensor) else f"dtype {lengths.dtype}"
@@ -35,8 +54,11 @@ def check_sequence(x: object, lengths: object, *, in_channels: int, owner: str) 
         raise TypeError(f"{owner} expects lengths as an integer tensor of shape ({b},); got {got}.")
     if lengths.shape != (b,):
         raise ValueError(f"{owner} expects lengths of shape ({b},); got {tuple(lengths.shape)}.")
+    check_device(lengths, x.device, owner=owner, name="lengths", cpu_ok=True)
     if bool((lengths < 1).any()):
-        raise ValueError(f"{owner} expects every length >= 1; got {int(lengths.min())}.")
+        raise ValueError(
+            f"{owner} expects lengths with every length >= 1; got {int(lengths.min())}."
+        )
     if bool((lengths > t).any()):
         raise ValueError(
             f"{owner} got a length of {int(lengths.max())} but x has only T={t} steps; "

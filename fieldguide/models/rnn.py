@@ -120,7 +120,9 @@ class RNN(SequenceModel):
         Returns (B, T, out_dim) for pool="none", zero at padded steps, or (B, out_dim) for
         pool="last" (the last real step) and pool="mean" (the mean over real steps).
         """
-        mask = check_sequence(x, lengths, in_channels=self.config.in_channels, owner=self.name)
+        mask = check_sequence(
+            x, lengths, in_channels=self.config.in_channels, owner=self.name, like=self.head.weight
+        )
         h = self._encode(x, lengths)  # (B, T, directions * hidden_dim), zero at padding
         if self.config.pool == "none":
             y = self.head(h)  # (B, T, out_dim)
@@ -172,6 +174,7 @@ class RNN(SequenceModel):
                 owner=self.name,
                 name="state",
                 what="recurrent",
+                like=self.head.weight,
             )
         # The fused module on a length-1 sequence: the same cells and weights as forward.
         h, state = self.recurrent(x_t[:, None], state)  # h: (B, 1, hidden_dim)

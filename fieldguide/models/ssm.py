@@ -381,7 +381,9 @@ class SSM(SequenceModel):
         Causal, so the right padding of shorter sequences cannot reach their real steps;
         `lengths` (B,) only chooses the last real step ("last") or masks the mean ("mean").
         """
-        check_sequence(x, lengths, in_channels=self.config.in_channels, owner=self.name)
+        check_sequence(
+            x, lengths, in_channels=self.config.in_channels, owner=self.name, like=self.head.weight
+        )
         self._check_length(x.shape[1])
         h = self.stem(x)  # (B, T, D)
         for block in self.blocks:
@@ -393,9 +395,21 @@ class SSM(SequenceModel):
         """One state per block: (B, D, N/2) complex for S4D, growing histories for Hyena."""
         return [block.mixer.initial_state(batch_size) for block in self.blocks]
 
+    def _check_state(self, state: object, batch: int) -> None:
+        """Raise one sentence unless `state` is one from initial_state(batch) or a later step."""
+        first = state[0] if isinstance(state, list) and len(state) == len(self.blocks) else None
+        if isinstance(first, dict):  # Hyena: histories, and the short conv's last inputs
+            first = first.get("recent")
+        if not isinstance(first, Tensor) or first.shape[0] != batch:
+            raise ValueError(
+                f"{self.name} expects a state from initial_state({batch}) for x_t of batch size "
+                f"{batch}; pass the state returned by the previous step."
+            )
+
     def step(self, x_t: Tensor, state: list[Any]) -> tuple[Tensor, list[Any]]:
         """One step: x_t (B, in_channels) -> (y_t (B, out_dim), next state)."""
         self._check_step(x_t)
+        self._check_state(state, x_t.shape[0])
         h_t = self.stem(x_t)  # (B, D)
         new_state = []
         for block, block_state in zip(self.blocks, state, strict=True):

@@ -164,7 +164,9 @@ class TCN(SequenceModel):
             x: right-padded sequences.
             lengths: (B,) real steps of each sequence; padded steps never change real ones.
         """
-        mask = check_sequence(x, lengths, in_channels=self.config.in_channels, owner=self.name)
+        mask = check_sequence(
+            x, lengths, in_channels=self.config.in_channels, owner=self.name, like=self.head.weight
+        )
         h = x.transpose(1, 2)  # (B, C, T): Conv1d wants channels first
         if mask is not None:
             mask = mask[:, None]  # (B, 1, T), broadcast over channels

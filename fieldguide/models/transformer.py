@@ -256,12 +256,17 @@ class TokenModel(Model):
             device=self.token_embedding.weight.device,
         )
 
-    def _check_room(self, length: int, what: str) -> None:
-        """Learned positions stop at max_len: refuse decoding past it, naming the argument."""
+    def _check_room(self, length: int, what: str, counted: str = "") -> None:
+        """Learned positions stop at max_len: refuse decoding past it, naming the argument.
+
+        `counted` says which arguments add up to `length`, e.g. "prompt_ids + max_new_tokens".
+        """
         if self.config.positions == "learned" and length > self.config.max_len:
+            counted = f" ({counted})" if counted else ""
             raise ValueError(
                 f"{self.name} has learned positions for max_len={self.config.max_len} tokens, "
-                f"but {what} needs {length}; ask for fewer tokens or build with rotary positions."
+                f"but {what} needs {length}{counted}; ask for fewer tokens or build with rotary "
+                "positions."
             )
 
     def _check_state(self, state: object, cls: type, batch: int) -> None:
@@ -460,7 +465,9 @@ class TransformerDecoder(TokenModel):
         self._check_ids(prompt_ids, "prompt_ids")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
-        self._check_room(prompt_ids.shape[1] + max_new_tokens - 1, "generate with these prompt_ids")
+        self._check_room(
+            prompt_ids.shape[1] + max_new_tokens - 1, "generate", "prompt_ids + max_new_tokens - 1"
+        )
         ids = prompt_ids
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         logits, state = self._run(ids, None)  # the prompt in one pass, which fills the cache
