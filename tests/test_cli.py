@@ -137,7 +137,7 @@ def test_flags_override_the_config_file(tmp_path, capsys):
         (["--set", "hidden_dims=3"], "did you mean 'hidden_dim'"),
         (["--set", "num_layers=2.5"], "num_layers' expects int"),
         (["--data", "digitz"], "did you mean 'digits'"),
-        (["--data", "sunspots"], "forecasting"),
+        (["--data", "digit-graphs"], "trains models that read graph; 'mlp-small' reads vectors"),
     ],
 )
 def test_bad_options_fail_before_any_run_folder_exists(tmp_path, capsys, args, match):
@@ -288,7 +288,7 @@ def test_sequence_classification_end_to_end(tmp_path, capsys):
 def test_forecasting_options_on_classification_data_are_refused(tmp_path, capsys):
     args = ["train", "gru", "--data", "pixel-digits", "--horizon", "3", "--runs-dir", str(tmp_path)]
     code, _, err = run_cli(args, capsys)
-    assert code == 2 and "context and horizon apply to forecasting data" in err
+    assert code == 2 and "horizon applies to forecasting; 'pixel-digits' is sequence-class" in err
     assert not any(tmp_path.iterdir())
 
 
@@ -341,9 +341,12 @@ def test_graph_folder_with_sampled_training_and_graph_classification(tmp_path, c
     [
         (["gcn", "--data", "karate", "--fanouts", "10"], "fanouts gives 1 hop(s) but gcn has 2"),
         (["gcn", "--data", "karate", "--fanouts", "ten,5"], "fanouts expects positive integers"),
-        (["mlp", "--data", "digits", "--fanouts", "5,5"], "fanouts applies to graph data"),
-        (["gcn", "--data", "digit-graphs", "--fanouts", "5,5"], "a set of small graphs"),
-        (["gcn", "--data", "karate", "--horizon", "3"], "context and horizon apply to forecasting"),
+        (["mlp", "--data", "digits", "--fanouts", "5,5"], "fanouts applies to node-classif"),
+        (
+            ["gcn", "--data", "digit-graphs", "--fanouts", "5,5"],
+            "'digit-graphs' is graph-classification data, so leave fanouts out",
+        ),
+        (["gcn", "--data", "karate", "--horizon", "3"], "horizon applies to forecasting; 'karate'"),
         (["gcn", "--data", "digits", "--labels-per-class", "2"], "labels_per_class"),
     ],
 )

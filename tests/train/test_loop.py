@@ -165,7 +165,9 @@ def test_early_stopping_on_a_named_metric_restores_the_best_weights(tmp_path):
 
 
 def test_unknown_monitor_is_a_clear_error():
-    with pytest.raises(ValueError, match="monitor 'val/acc' is not among the metrics"):
+    with pytest.raises(
+        ValueError, match="monitor must be one of the metrics this task evaluates.*got 'val/acc'"
+    ):
         fit(TrainConfig(**{**BASE.__dict__, "monitor": "val/acc"}))
 
 
