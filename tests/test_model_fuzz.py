@@ -9,7 +9,8 @@ batch vectors, non-tensors, and tensors on the 'meta' device (a stand-in for a w
 A case passes when forward (eval mode, no grad) returns a tensor, or raises ValueError or
 TypeError whose message is one line, names the model and the argument, and reads as fieldguide's
 own check rather than a torch error surfacing from inside the model. An empty batch that works
-must give an empty output.
+must give an empty output. Models that stream, generate or decode get `DECODING` more cases
+through `step`, `generate` and `greedy`.
 
 The dtype rule the models share: floating inputs must be in the model's own dtype (float32 as
 built), so float64, float16 and bfloat16 inputs to a float32 model are a TypeError; outside
