@@ -11,7 +11,7 @@ from fieldguide import create_model
 from fieldguide.data.base import ClassificationData, Split
 from fieldguide.layers.fftconv import causal_fft_conv
 from fieldguide.models.ssm import S4D, SSMConfig
-from fieldguide.tasks.classification import ClassificationTask
+from fieldguide.tasks.sequence_classification import SequenceClassificationTask
 from fieldguide.train.config import TrainConfig
 from fieldguide.train.loop import Trainer
 from fieldguide.train.params import param_groups
@@ -289,7 +289,7 @@ def test_param_groups_give_the_hinted_parameters_ssm_lr_and_no_decay(name):
     assert any(g["weight_decay"] == 0.05 for g in groups)  # the rest still decays its weights
 
 
-def _sequence_task(n: int = 16, steps: int = 12) -> ClassificationTask:
+def _sequence_task(n: int = 16, steps: int = 12) -> SequenceClassificationTask:
     g = torch.Generator().manual_seed(0)
 
     def split(m):
@@ -307,7 +307,7 @@ def _sequence_task(n: int = 16, steps: int = 12) -> ClassificationTask:
         description="synthetic sequences shifted by their class",
         synthetic=True,
     )
-    return ClassificationTask(data)
+    return SequenceClassificationTask(data)
 
 
 def test_trainer_schedules_the_ssm_group_from_ssm_lr():
