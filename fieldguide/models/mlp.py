@@ -114,6 +114,6 @@ class MLP(Model):
         return self.head(self.blocks(x))
 
 
-register("mlp", MLPConfig(), MLP)
+register("mlp", MLPConfig(dropout=0.3), MLP)  # 0.3: see benchmarks/small_tables.py
 register("mlp-small", MLPConfig(hidden_dim=128, num_layers=2, dropout=0.1), MLP)
 register("mlp-deep", MLPConfig(hidden_dim=256, num_layers=6, norm="layer", residual=True), MLP)
