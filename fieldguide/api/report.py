@@ -120,7 +120,7 @@ def render_report(
 | training time | {result.train_seconds:.1f} s ({result.samples_per_second:,.0f} samples/s) |
 | device | {result.device}, {result.precision}, {machine} |
 | recipe | {recipe} |
-| best validation | {best_line} (these weights are saved) |
+| best validation | {best_line} (these weights are saved; val/loss breaks ties) |
 
 ## Test metrics
 

@@ -132,7 +132,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA with bf16, else fp32
     label_smoothing: float = 0.0
     class_weights: Literal["none", "balanced"] = "none"  # balanced: inverse class frequency
-    monitor: str = "auto"  # metric for early stopping and the best weights; auto: the task's
+    monitor: str = "auto"  # picks the kept weights (val/loss breaks ties); auto: the task's
     patience: int = 0  # evaluations without improvement before stopping; 0 never stops early
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: at the end of each epoch
     seed: int = 0  # initial weights, example order, dropout
