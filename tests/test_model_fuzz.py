@@ -793,32 +793,19 @@ def test_bad_inputs_work_or_raise_one_sentence_naming_the_argument(name):
 DECODING = 60  # per model that steps, generates or decodes
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_bad_inputs_to_step_generate_and_greedy_work_or_raise_one_sentence(name):
-    model = build_tiny(name)
-    maker = Maker(model, seed=zlib.crc32(name.encode()) + 1)
-    cases = maker.decoding_cases(DECODING)
-    if not cases:
-        pytest.skip(f"{name} neither steps, generates nor decodes")
-    failures = []
-    for i, case in enumerate(cases):
-        problem = judge(name, model, case)
-        if problem is not None:
-            failures.append(f"case {i} ({case.what}): {problem}")
-    assert not failures, f"{name}: {len(failures)} of {len(cases)} cases failed:\n" + "\n".join(
-        failures[:40]
-    )
-
-
-def test_the_dtype_rule_follows_the_model_and_autocast():
-    # One rule for every family (layers/shapes.py): x in the model's dtype, or in the autocast
-    # dtype while autocast is on; nothing is cast silently.
-    model = build_tiny("mlp")
-    x = model.example_input(2)
-    pattern = r"^mlp expects features x in the model's dtype torch\.float32; got torch\.bfloat16"
-    with pytest.raises(TypeError, match=pattern):
-        model(x.bfloat16())
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        assert model(x.bfloat16()).shape == (2, model.config.out_dim)
-    with torch.no_grad():
-        assert model.double()(x.double()).dtype == torch.float64
+def test_bad_inputs_to_step_generate_and_greedy_work_or_raise_one_sentence():
+    # One test over every model rather than a skip per model without these entry points: the
+    # count below fails if the models that stream, generate or decode stop being reached.
+    failures, covered = [], []
+    for name in NAMES:
+        model = build_tiny(name)
+        maker = Maker(model, seed=zlib.crc32(name.encode()) + 1)
+        cases = maker.decoding_cases(DECODING)
+        if cases:
+            covered.append(name)
+        for i, case in enumerate(cases):
+            problem = judge(name, model, case)
+            if problem is not None:
+                failures.append(f"{name} case {i} ({case.what}): {problem}")
+    assert len(covered) >= 12, covered  # RNNs, causal TCNs, SSMs, decoders, encoder-decoders
+    assert not failures, f"{len(failures)} cases failed:\n" + "\n".join(failures[:40])

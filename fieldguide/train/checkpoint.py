@@ -165,7 +165,7 @@ def save_checkpoint(
         _write_bytes(tmp / META_FILE, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
         manifest = {name: _sha256_of(tmp / name) for name in _HASHED_FILES}
         _write_bytes(tmp / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-        _fsync_directory(tmp)
+        fsync_directory(tmp)
         # 2. Rename into place. rename() cannot replace a non-empty folder, so an existing
         # copy of this step is moved aside first; a crash between the two renames leaves
         # this step missing, and readers fall back to the previous step (none with keep=1).
@@ -185,7 +185,7 @@ def save_checkpoint(
         _discard(tmp)
         raise
     # The rename must be durable before LATEST may name the folder.
-    _fsync_directory(directory)
+    fsync_directory(directory)
     # 3. Point LATEST at it, then 4. drop old folders and debris.
     _write_latest(directory, name)
     _prune(directory, keep, committed=name)
@@ -522,7 +522,7 @@ def _write_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict | 
         os.fsync(file.fileno())
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
     """Make renames and new entries in `path` durable (POSIX only; Windows has no such call)."""
     if os.name == "nt":
         return
@@ -544,7 +544,7 @@ def _make_directory(directory: Path) -> None:
         )
     if not directory.exists():
         directory.mkdir(parents=True, exist_ok=True)
-        _fsync_directory(directory.parent)  # so the new folder itself survives a crash
+        fsync_directory(directory.parent)  # so the new folder itself survives a crash
 
 
 def _write_latest(directory: Path, name: str) -> None:
@@ -552,7 +552,7 @@ def _write_latest(directory: Path, name: str) -> None:
     tmp = directory / f"{_TMP_PREFIX}{LATEST_FILE}-{os.getpid()}"
     _write_bytes(tmp, (name + "\n").encode("ascii"))
     os.replace(tmp, directory / LATEST_FILE)
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
 def _prune(directory: Path, keep: int, committed: str) -> None:

@@ -33,6 +33,8 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
+from fieldguide.train.checkpoint import fsync_directory
+
 __all__ = ["HASH_KEY", "load_weights", "save_weights"]
 
 HASH_KEY = "sha256"
@@ -89,7 +91,7 @@ def save_weights(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return path
 
 
@@ -253,16 +255,3 @@ def _load_into(model: nn.Module, tensors: dict[str, Tensor], path: Path) -> None
 def _some(names: list[str]) -> str:
     shown = ", ".join(names[:3])
     return shown if len(names) <= 3 else f"{shown} and {len(names) - 3} more"
-
-
-def _fsync_directory(path: Path) -> None:
-    """Make the rename into `path` durable (POSIX only; Windows has no such call)."""
-    if os.name == "nt":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some network filesystems refuse fsync on folders; the file is written
-        pass
-    finally:
-        os.close(fd)

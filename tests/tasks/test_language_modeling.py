@@ -134,7 +134,7 @@ def test_kjv_windows():
     data = load_starter("kjv")
     task = LanguageModelingTask(data)
     assert task.context == 256 and task.train_size == (3_653_503 - 1) // 256
-    assert task.eval_windows("val") == 200_000 // 256
+    assert task.eval_size("val") == 200_000 // 256
     x, y = task.batch("val", torch.tensor([0]))
     assert torch.equal(x[0], data.val[:256]) and torch.equal(y[0], data.val[1:257])
 
