@@ -15,9 +15,10 @@ CATALOG = Path(__file__).with_name("catalog.json")
 
 
 def build_catalog() -> dict[str, dict[str, Any]]:
-    """Name -> family, summary, parameters, input, invariants, config and diagram, from the code."""
+    """Name -> family, summary, parameters, input, reads, tasks, invariants, config and diagram."""
     from fieldguide.api.diagram import registered_diagram
     from fieldguide.models.registry import create_model, get_entry, list_models
+    from fieldguide.tasks import TASKS, task_class
 
     catalog = {}
     for name in list_models():
@@ -30,6 +31,8 @@ def build_catalog() -> dict[str, dict[str, Any]]:
             "summary": entry.summary,
             "parameters": model.num_parameters(),
             "input": model.input_description,
+            "reads": entry.cls.reads,
+            "tasks": [t for t in TASKS if not task_class(t).refusal(entry.cls)],
             "invariants": sorted(model.invariants),
             "receptive_field": getattr(model, "receptive_field", None),
             "config": config,

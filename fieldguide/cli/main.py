@@ -255,6 +255,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     console.print(f"family      {card['family']} ({card['class']})")
     console.print(f"parameters  {card['parameters']:,}")
     console.print(f"input       {card['input']}")
+    console.print(f"reads       {card['reads']}: trains for {', '.join(card['tasks'])}")
     console.print(f"invariants  {', '.join(card['invariants']) or '-'}")
     if card.get("receptive_field") is not None:
         console.print(f"receptive field  {card['receptive_field']} steps")

@@ -79,6 +79,7 @@ class Model(nn.Module):
 
     invariants: ClassVar[frozenset[str]] = frozenset()
     reads: ClassVar[str] = ""  # one of READS; tasks check it before building
+    outputs: ClassVar[tuple[str, ...]] = ("per-example",)  # the OUTPUTS it can give
     name: str = ""  # the registry name, set by create_model
 
     def __init__(self, config: Any) -> None:
@@ -101,10 +102,10 @@ class Model(nn.Module):
         raise NotImplementedError(f"{cls.__name__} does not say how to size itself for data.")
 
     @classmethod
-    def refuse_output(cls, spec: DataSpec, *supported: str) -> None:
+    def refuse_output(cls, spec: DataSpec) -> None:
         """Raise one sentence when the task needs an output kind this class cannot give."""
-        if spec.output not in supported:
-            kinds = " or ".join(kind.removeprefix("per-") for kind in supported)
+        if spec.output not in cls.outputs:
+            kinds = " or ".join(kind.removeprefix("per-") for kind in cls.outputs)
             raise ValueError(
                 f"{cls.__name__} gives one output per {kinds}; this task needs one "
                 f"{spec.output.replace('-', ' ')}."
@@ -138,6 +139,7 @@ class SequenceModel(Model):
     """Base of sequence models: config has in_channels, out_dim and pool (layers/sequence.py)."""
 
     reads = "sequences"
+    outputs = ("per-example", "per-step")
     example_length = 16  # T of the example input
 
     @property
@@ -160,7 +162,7 @@ class SequenceModel(Model):
         built, under a forked RNG so that it does not shift the seed of the real weights.
         """
         cls.refuse_shape(spec, "T C")
-        cls.refuse_output(spec, "per-example", "per-step")
+        cls.refuse_output(spec)
         pool = config.pool
         if spec.output == "per-step":
             pool = "none"

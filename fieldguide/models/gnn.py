@@ -215,6 +215,7 @@ class GNN(Model):
 
     invariants = frozenset({"permutation_equivariant"})
     reads = "graph"  # forward reads (x, edge_index, ...), not one tensor per example
+    outputs = ("per-node", "per-graph")  # per graph through the readout
     reads_edge_weight = True  # False: edge weights are checked, then left out
     example_nodes_per_graph = 5  # nodes of each graph in a graph-level example input
 
@@ -278,7 +279,7 @@ class GNN(Model):
         must be "none".
         """
         cls.refuse_shape(spec, "C")
-        cls.refuse_output(spec, "per-node", "per-graph")
+        cls.refuse_output(spec)
         readout = config.readout
         if spec.output == "per-node":
             readout = "none"

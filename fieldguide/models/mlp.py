@@ -78,6 +78,7 @@ class MLP(Model):
 
     invariants = frozenset({"batch_independent"})
     reads = "vectors"
+    outputs = ("per-example", "per-node")  # a node's features are a vector too
 
     def __init__(self, config: MLPConfig) -> None:
         super().__init__(config)
@@ -97,7 +98,7 @@ class MLP(Model):
     @classmethod
     def config_for_data(cls, config: MLPConfig, spec: DataSpec) -> MLPConfig:
         """Flattened examples in, one output per example or node: images read as pixel vectors."""
-        cls.refuse_output(spec, "per-example", "per-node")
+        cls.refuse_output(spec)
         return replace(config, in_channels=math.prod(spec.shape), out_dim=spec.num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:

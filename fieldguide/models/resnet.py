@@ -205,7 +205,7 @@ class ResNet(Model):
     def config_for_data(cls, config: ResNetConfig, spec: DataSpec) -> ResNetConfig:
         """Take the channel count from (C, H, W) examples and one output per class."""
         cls.refuse_shape(spec, "C H W")
-        cls.refuse_output(spec, "per-example")
+        cls.refuse_output(spec)
         return replace(config, in_channels=spec.shape[0], out_dim=spec.num_outputs)
 
     def features(self, x: Tensor) -> Tensor:

@@ -186,6 +186,7 @@ class TokenModel(Model):
     """What the three Transformers share: the token embedding, positions, init, input checks."""
 
     reads = "tokens"
+    outputs = ("per-step",)  # next-token logits; the encoder also gives one per sequence
     example_length = 16  # T of the example input (capped at max_len)
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -299,7 +300,7 @@ class TokenModel(Model):
         vocabulary; the encoder overrides this for its heads.
         """
         cls.refuse_shape(spec, "T")
-        cls.refuse_output(spec, "per-step")
+        cls.refuse_output(spec)
         if spec.num_outputs != spec.vocab_size:
             raise ValueError(
                 f"{cls.__name__} predicts the next token, one score per vocabulary id "
@@ -327,6 +328,7 @@ class TransformerEncoder(TokenModel):
     """BERT-like Transformer encoder (Devlin et al., 2019): every token sees all real tokens."""
 
     invariants: ClassVar[frozenset[str]] = frozenset({"batch_independent"})
+    outputs = ("per-example", "per-step")  # pooled head, or per-token / masked-LM heads
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__(config)
@@ -376,7 +378,7 @@ class TransformerEncoder(TokenModel):
         The "mlm" head stays when the task wants one score per vocabulary id at each step.
         """
         cls.refuse_shape(spec, "T")
-        cls.refuse_output(spec, "per-example", "per-step")
+        cls.refuse_output(spec)
         config = cls._sized(config, spec)
         if spec.output == "per-example":
             return replace(config, head="sequence", out_dim=spec.num_outputs)

@@ -156,7 +156,7 @@ class ViT(Model):
     def config_for_data(cls, config: ViTConfig, spec: DataSpec) -> ViTConfig:
         """Square (C, H, W) examples set in_channels and image_size = H; patch_size stays."""
         cls.refuse_shape(spec, "C H W")
-        cls.refuse_output(spec, "per-example")
+        cls.refuse_output(spec)
         channels, height, width = spec.shape
         num_outputs = spec.num_outputs
         if height != width:

@@ -66,11 +66,14 @@ class Task:
     """
 
     name: ClassVar[str] = ""
-    # What models this task can train, by their class's `reads`; subclasses may widen it per
-    # data (image classification also trains an MLP on flattened pixels).
+    # What models this task can train, by their class's `reads`, on some data; `accepted` may
+    # narrow it for the data at hand (a table trains no image model).
     accepts: ClassVar[frozenset[str]] = frozenset()
     monitor: ClassVar[str] = "val/loss"  # the default metric for early stopping and selection
-    metric_names: ClassVar[tuple[str, ...]] = ("loss",)  # evaluate gives "<split>/<name>"
+    metric_names: ClassVar[tuple[str, ...]] = ("loss",)  # evaluate gives "<split>/<metric>"
+    output: ClassVar[str] = "per-example"  # what it needs from a model: one of OUTPUTS
+    # Invariants a model must declare one of to be trained here (language modelling: causal).
+    needs_any: ClassVar[frozenset[str]] = frozenset()
     # Options of DataConfig/TrainConfig this task takes (from `fieldguide.tasks.make_task`).
     options: ClassVar[tuple[str, ...]] = ()
 
@@ -91,6 +94,24 @@ class Task:
         """What models this task can train on its data (by `reads`); `accepts` by default."""
         return self.accepts
 
+    @classmethod
+    def refusal(cls, model_cls: type) -> str:
+        """Why this task can never train models of `model_cls` ("" when it can, on some data).
+
+        It reads something the task does not accept, cannot give the output the task needs, or
+        lacks an invariant the task relies on. Used before building and by the catalogue.
+        """
+        reads = getattr(model_cls, "reads", "") or "nothing declared"
+        if reads not in cls.accepts:
+            return f"trains models that read {' or '.join(sorted(cls.accepts))}; it reads {reads}"
+        outputs = getattr(model_cls, "outputs", ())
+        if cls.output not in outputs:
+            gives = " or ".join(o.removeprefix("per-") for o in outputs)
+            return f"needs one output {cls.output.replace('-', ' ')}; it gives one per {gives}"
+        if cls.needs_any and not cls.needs_any & set(getattr(model_cls, "invariants", ())):
+            return f"needs a model that is {' or '.join(sorted(cls.needs_any))}; it is not"
+        return ""
+
     def check_model(self, name: str, cls: type, config: Any) -> None:
         """Refuse, in one sentence, a sized model this task cannot train (none by default)."""
 
@@ -108,6 +129,11 @@ class Task:
                 f"{self.name} on '{self.data.name}' trains models that read "
                 f"{' or '.join(sorted(accepted))}; '{name}' reads {cls.reads or 'nothing declared'}"
                 f"; see `fieldguide list` for models that fit."
+            )
+        refusal = self.refusal(cls)
+        if refusal:
+            raise ValueError(
+                f"{self.name} {refusal.replace('; it ', f'; {name!r} ', 1)}; see `fieldguide list`."
             )
         asked = replace_config(entry.config, name, **overrides)
         config = cls.config_for_data(asked, self.spec())

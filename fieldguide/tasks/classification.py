@@ -39,7 +39,6 @@ class LabelTask(Task):
     monitor = "val/accuracy"
     metric_names = CLASSIFICATION_METRICS
     options = ("label_smoothing", "class_weights")
-    output: ClassVar[str] = "per-example"  # the DataSpec output: per node for node labels
 
     def __init__(self, data: Any, *, label_smoothing: float, class_weights: str) -> None:
         super().__init__(data)
@@ -88,7 +87,7 @@ class ClassificationTask(LabelTask):
     """
 
     name = "classification"
-    accepts: ClassVar[frozenset[str]] = frozenset({"vectors"})
+    accepts: ClassVar[frozenset[str]] = frozenset({"vectors", "images"})
     modalities: ClassVar[tuple[str, ...]] = ("images", "tabular")  # of the data it `fits`
     sample_shape: ClassVar[tuple[int, str]] = (0, "")  # rank its examples need, and in words
 
@@ -113,8 +112,8 @@ class ClassificationTask(LabelTask):
         super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
 
     def accepted(self) -> frozenset[str]:
-        """What `accepts` says, and images too when the examples are images (C, H, W)."""
-        return self.accepts | ({"images"} if self.data.modality == "images" else set())
+        """What `accepts` says, but image models only when the examples are images (C, H, W)."""
+        return self.accepts - ({"images"} if self.data.modality != "images" else set())
 
     def labels(self, split: str) -> Tensor:
         """The true classes (N,) of `split`."""

@@ -51,6 +51,9 @@ class LanguageModelingTask(Task):
     monitor = "val/loss"
     metric_names = ("loss", "perplexity", "bpb")
     options = ("context",)
+    output = "per-step"
+    # A language model must not see the token it predicts: causal (streaming implies it).
+    needs_any = frozenset({"causal", "streamable"})
 
     @classmethod
     def fits(cls, data: Any) -> bool:
@@ -97,14 +100,6 @@ class LanguageModelingTask(Task):
         return DataSpec(
             (self.context,), v, output="per-step", vocab_size=v, description=f"{v} token ids"
         )
-
-    def check_model(self, name: str, cls: type, config: Any) -> None:
-        """A language model must not see the tokens it predicts: it must be causal."""
-        if not {"causal", "streamable"} & set(getattr(cls, "invariants", ())):
-            raise ValueError(
-                f"language modelling needs a causal token model, one that cannot see the next "
-                f"token; {name} ({cls.__name__}) is not; choose a decoder such as gpt-tiny."
-            )
 
     def split_size(self, split: str) -> int:
         """Windows of `split` (all of them; evaluation may read fewer, see `eval_size`)."""

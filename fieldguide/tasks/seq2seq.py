@@ -88,6 +88,7 @@ class Seq2SeqTask(Task):
     accepts: ClassVar[frozenset[str]] = frozenset({"token-pairs"})
     monitor = "val/exact_match"
     metric_names = ("loss", "exact_match", "chrf")
+    output = "per-step"
 
     @classmethod
     def fits(cls, data: Any) -> bool:

@@ -101,8 +101,21 @@ def test_an_image_task_feeds_an_mlp_flattened_pixels_and_predict_is_the_model(di
 def test_language_modelling_refuses_a_model_that_sees_the_next_token():
     task = LanguageModelingTask(text_data(cyclic(100), cyclic(40), cyclic(40)), context=16)
     assert task.build_model("gpt-tiny").config.vocab_size == 259
-    with pytest.raises(ValueError, match="needs a causal token model.*bert-tiny"):
+    with pytest.raises(ValueError, match="needs a model that is causal or streamable; 'bert-tiny'"):
         task.build_model("bert-tiny")
+
+
+def test_a_task_refuses_a_model_that_cannot_give_the_output_it_needs():
+    task = TextClassificationTask(text_classes())
+    with pytest.raises(ValueError, match="needs one output per example; 'gpt-tiny' gives one per"):
+        task.build_model("gpt-tiny")
+    # The catalogue lists, for each model, exactly the tasks whose refusal is empty.
+    from fieldguide.api.catalog import load_catalog
+
+    catalog = load_catalog()
+    assert catalog["gpt-tiny"]["tasks"] == ["language-modelling"]
+    assert catalog["bert-tiny"]["tasks"] == ["text-classification"]
+    assert "forecasting" in catalog["mlp"]["tasks"] and "seq2seq" in catalog["t5-tiny"]["tasks"]
 
 
 def test_options_a_task_does_not_take_are_refused(digits):

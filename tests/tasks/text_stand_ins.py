@@ -31,6 +31,7 @@ class TokenStandIn(Model):
     """Reads token ids; sized like the Transformers: the data's vocabulary and longest text."""
 
     reads = "tokens"
+    outputs = ("per-example", "per-step")
     invariants = frozenset({"causal"})  # the language-model stand-ins look back only
 
     @classmethod
