@@ -123,7 +123,7 @@ def replay(csv_path: Path, seed: int, recipe: dict, model_config: dict) -> dict:
         data=DataConfig(name=str(csv_path), split_seed=seed),
         train=cfg,
     )
-    data, task, model, run = _load(run)
+    data, task, model, run, _ = _load(run)
     epochs: list[dict] = []
 
     def record(trainer, rec):

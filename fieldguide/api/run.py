@@ -64,8 +64,11 @@ def parse_fanouts(text: str) -> tuple[int, ...]:
     return fanouts
 
 
-def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig]:
-    """Data, task and model for `run`; resolves model "auto". Creates no files."""
+def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str]:
+    """Data, task, model and run for `run`, and why "auto" chose its model ("" if not asked).
+
+    Creates no files.
+    """
     from fieldguide.data import load_data
     from fieldguide.guide.select import auto_model
     from fieldguide.train.loop import seed_everything
@@ -81,15 +84,16 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig]:
         labels_per_class=d.labels_per_class or None,
         node_features=d.node_features or None,
     )
+    reason = ""
     if run.model == "auto":
-        name, _reason = auto_model(data.modality, tuple(getattr(data, "input_shape", ())))
+        name, reason = auto_model(data.modality, tuple(getattr(data, "input_shape", ())))
         run = replace(run, model=name)
     task = _make_task(data, run)
     seed_everything(run.train.seed)  # the initial weights depend on the seed alone
     model = task.build_model(run.model, **run.model_config)
     # Record every config field, so the run repeats even if the preset changes later.
     run = replace(run, model_config=dict(dataclasses.asdict(model.config)))
-    return data, task, model, run
+    return data, task, model, run, reason
 
 
 def _run_dir(runs_dir: Path, model: str, data_name: str) -> Path:
@@ -147,7 +151,6 @@ def train(
     import shutil
 
     from fieldguide.api.report import data_notes
-    from fieldguide.guide.select import auto_model
     from fieldguide.train.loop import Trainer
     from fieldguide.train.progress import Progress
     from fieldguide.typed import replace_config
@@ -182,13 +185,9 @@ def train(
     if resume is None:
         run = replace(run, data=run.data.with_absolute_path())
     run.data.check_applies()
-    auto = run.model == "auto"
-    data_obj, task, net, run = _load(run)
+    data_obj, task, net, run, reason = _load(run)
 
-    notes = []
-    if auto:  # the reason, for the reader; _load chose the same name
-        name, reason = auto_model(data_obj.modality, tuple(getattr(data_obj, "input_shape", ())))
-        notes.append(f"model auto chose {name}: {reason}.")
+    notes = [f"model auto chose {run.model}: {reason}."] if reason else []
     notes += data_notes(data_obj)
     shown = Progress(progress)
     if resume is None:
