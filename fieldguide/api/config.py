@@ -13,7 +13,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 
@@ -39,6 +39,7 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     target: str = ""  # CSV target column; "" looks for target/label/class
+    task: Literal["auto", "classification", "regression"] = "auto"  # CSV: auto decides by target
     image_size: int = 0  # resize images to this square size; 0 keeps their size
     context: int = 0  # forecasting or language modelling: steps per window; 0: the default
     horizon: int = 0  # forecasting: steps to predict; 0 takes the dataset's default
@@ -101,6 +102,13 @@ class DataConfig:
         Raises:
             OptionError: naming the option that does not apply to the data in `name`.
         """
+        if self.task != "auto" and not self.name.lower().endswith(".csv"):
+            raise OptionError(
+                f"{{task}} chooses classification or regression for a CSV file, so it applies "
+                f"only to .csv data; got {self.task!r} for data {self.name!r}.",
+                "task",
+                owner="DataConfig",
+            )
         if self.target and not self.name.lower().endswith(".csv"):
             raise OptionError(
                 f"{{target}} names a column of a CSV file, so it applies only to .csv data; got "

@@ -47,6 +47,7 @@ METRIC_NOTES = {
     "auroc": "macro one-vs-rest area under the ROC curve",
     "ece": "expected calibration error, 15 equal-width confidence bins (lower is better)",
     "mae": "mean absolute error, original units",
+    "r2": "coefficient of determination: 1 - SSE / SST around the split's mean (1 is perfect)",
     "rmse": "root mean squared error, original units",
     "smape": "symmetric mean absolute percentage error, %",
     "mase": "MAE over the in-sample seasonal-naive MAE of the training part (Hyndman & Koehler)",
@@ -66,6 +67,13 @@ def data_notes(data: Any) -> list[str]:
     """What loading did to the data that a reader should know: cells filled in, per column."""
     done = getattr(data, "preprocessing", None) or {}
     notes = []
+    decided = done.get("task")
+    if decided:  # a CSV file: classification or regression, and why
+        other = "classification" if decided["kind"] == "regression" else "regression"
+        notes.append(
+            f"target '{done.get('target')}': {decided['kind']}, since {decided['reason']} "
+            f"(--task {other} to override)."
+        )
     filled = done.get("filled_with_median") or {}
     if filled:
         notes.append(
@@ -104,6 +112,21 @@ def render_report(
         f"{result.monitor} = {best.get(result.monitor, float('nan')):.4f} "
         f"at epoch {best.get('epoch', '-')}"
     )
+    baselines = task.baselines("test")
+    baseline_section = ""
+    if baselines:
+        names = list(next(iter(baselines.values())))
+        baseline_section = (
+            "\n## Baselines on the same test rows\n\n"
+            + f"| model | {' | '.join(names)} |\n| --- |{' --- |' * len(names)}\n"
+            + f"| `{run.model}` (this run) | "
+            + " | ".join(f"{test.get(f'test/{n}', float('nan')):.4f}" for n in names)
+            + " |\n"
+            + "".join(
+                f"| {name} | {' | '.join(f'{m[n]:.4f}' for n in names)} |\n"
+                for name, m in baselines.items()
+            )
+        )
     notes = list(getattr(result, "notes", []))
     notes += [note for note in data_notes(data) if note not in notes]
     notes_section = "".join(f"- {note}\n" for note in notes)
@@ -127,6 +150,6 @@ def render_report(
 | metric | value | meaning |
 | --- | --- | --- |
 {rows}
-{notes_section}
+{baseline_section}{notes_section}
 Repeat this run: `fieldguide train --config {run_dir / "config.toml"}`
 """

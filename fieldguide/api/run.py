@@ -83,6 +83,7 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str]:
         image_size=d.image_size or None,
         labels_per_class=d.labels_per_class or None,
         node_features=d.node_features or None,
+        task=d.task,
     )
     reason = ""
     if run.model == "auto":
@@ -224,11 +225,10 @@ def train(
             net, "test", device=trainer.device, batch_size=256, autocast=trainer.autocast
         )
     _write_outputs(run_dir, run, data_obj, task, net, result, test)
-    shown.message(
-        "test  "
-        + "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in test.items())
-        + f"\nrun folder: {run_dir}"
-    )
+    lines = ["test  " + "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in test.items())]
+    for name, metrics in task.baselines("test").items():  # beside the network, same rows
+        lines.append(f"      {name}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    shown.message("\n".join([*lines, f"run folder: {run_dir}"]))
     return RunResult(
         run_dir, run.model, test, result.status, result.train_seconds, net.num_parameters()
     )

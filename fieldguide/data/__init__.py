@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ClassificationData,
         GraphData,
         GraphSetData,
+        RegressionData,
         Seq2SeqData,
         SeriesData,
         Split,
@@ -67,6 +68,7 @@ def __getattr__(name: str) -> Any:
         "ClassificationData",
         "GraphData",
         "GraphSetData",
+        "RegressionData",
         "Seq2SeqData",
         "SeriesData",
         "Split",
@@ -171,7 +173,16 @@ def load_data(
     image_size: int | None = None,
     labels_per_class: int | None = None,
     node_features: str | None = None,
-) -> ClassificationData | SeriesData | TextData | Seq2SeqData | GraphData | GraphSetData:
+    task: str = "auto",
+) -> (
+    RegressionData
+    | ClassificationData
+    | SeriesData
+    | TextData
+    | Seq2SeqData
+    | GraphData
+    | GraphSetData
+):
     """Load a dataset into memory, split into train, validation and test.
 
     A starter name wins over a folder of the same name in the working directory; write
@@ -195,6 +206,8 @@ def load_data(
             folder): train on exactly this many labelled nodes per class, validate on
             val_fraction of the labelled nodes and test on all the others; by default a split
             stratified by class.
+        task: CSV only: "auto" (regression for a numeric target with many distinct values,
+            see `fieldguide.data.tabular.decide_task`), "classification" or "regression".
         node_features: Node classification only: how featureless nodes get features,
             "auto" (spectral, or the graph's own features where it has them), "spectral",
             "degree" or "identity"; a kind named for a graph with features replaces them.
@@ -215,6 +228,15 @@ def load_data(
         spec, seed, val_fraction, test_fraction, target, image_size, labels_per_class, node_features
     )
     spec = os.fspath(spec)
+    if task not in ("auto", "classification", "regression"):
+        raise ValueError(
+            f"load_data expects task 'auto', 'classification' or 'regression'; got {task!r}."
+        )
+    if task != "auto" and not spec.lower().endswith(".csv"):
+        raise ValueError(
+            f"load_data got task={task!r} for '{spec}'; task chooses between classification "
+            f"and regression for .csv files only, so leave it out."
+        )
     fractions = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     options = _graph_options(labels_per_class, node_features)
 
@@ -253,7 +275,7 @@ def load_data(
             )
         from fieldguide.data.tabular import load_csv
 
-        return load_csv(spec, target=target, **fractions)
+        return load_csv(spec, target=target, task=task, **fractions)
     raise ValueError(
         f"data path '{spec}' is neither a folder of class sub-folders nor a .csv file; "
         f"give one of those or a starter name such as 'digits'."

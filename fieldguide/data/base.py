@@ -28,12 +28,13 @@ from sklearn.model_selection import train_test_split
 
 @dataclass
 class Split:
-    """One split of a classification dataset.
+    """One split of a classification or regression dataset.
 
     Attributes:
         x: Inputs, float32, shape (N, *input_shape); for text, int64 token ids (N, T)
             right-padded with the tokenizer's PAD.
-        y: Labels, int64, shape (N,); label i names `classes[i]`.
+        y: Labels, int64, shape (N,), label i naming `classes[i]`; or, for regression, the
+            target in its own units, float64 of shape (N,).
         lengths: For sequences (N, T, C) or texts (N, T) right-padded to a common T: the number
             of real steps (tokens) of each, int64 of shape (N,); None when every sequence
             fills all T steps.
@@ -85,6 +86,37 @@ class ClassificationData:
     def num_classes(self) -> int:
         """Number of classes."""
         return len(self.classes)
+
+
+@dataclass
+class RegressionData:
+    """A regression dataset held in memory: one numeric target per row, three splits.
+
+    Attributes:
+        name: Short, filesystem-safe name used in run folders (the file stem).
+        train: Split for fitting; `y` holds the target in its own units (float64).
+        val: Split for early stopping and model selection.
+        test: Held-out split, reported once.
+        target: Name of the target column.
+        input_shape: Shape of one row's features, (D,).
+        description: One line for reports.
+        feature_names: Names of the D features (one-hot columns expanded).
+        synthetic: True when the data is generated rather than real.
+        preprocessing: How raw rows were turned into `x`; JSON-friendly.
+        modality: Always "tabular".
+    """
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    target: str
+    input_shape: tuple[int, ...]
+    description: str
+    feature_names: list[str] | None = None
+    synthetic: bool = False
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    modality: str = "tabular"
 
 
 @dataclass

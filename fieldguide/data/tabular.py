@@ -1,6 +1,7 @@
-"""CSV files as tabular classification data, read with the standard `csv` module and numpy.
+"""CSV files as tabular data, read with the standard `csv` module and numpy.
 
-One row per sample, a header row of column names, one column as the target. Every other
+One row per sample, a header row of column names, one column as the target: classification
+for labels, regression for a numeric target with many distinct values (`decide_task`). Every other
 column becomes features: a numeric column is imputed with the train median and z-scored with
 train statistics; a categorical column is one-hot encoded with the train vocabulary, so a
 category first seen in validation or test encodes as all zeros. Row numbers in errors count
@@ -16,9 +17,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fieldguide.data.base import (
     ClassificationData,
+    RegressionData,
+    Split,
     safe_name,
     stratified_split,
     tensor_splits,
@@ -36,6 +40,34 @@ NUMERIC_SHARE = 0.9
 # A categorical column with more distinct train values than this, and than half the train rows,
 # is an identifier or free text: one-hot encoding it would add a feature per row.
 MAX_CATEGORIES = 100
+# A numeric target with more distinct values than this (or any non-integer value) is a quantity
+# to regress on; fewer integer values are class labels (ratings 1-5, digit codes).
+MAX_INTEGER_CLASSES = 20
+TASKS = ("auto", "classification", "regression")
+
+
+def decide_task(values: list[str], task: str = "auto") -> tuple[str, str]:
+    """("classification" or "regression", the reason in words) for target `values`.
+
+    Args:
+        values: The target column's cells, all non-empty.
+        task: "auto" decides from the values; "classification" or "regression" is kept.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
+    numbers = [_parse(v) for v in values]
+    distinct = len(set(values))
+    if task != "auto":
+        return task, f"asked for {task}"
+    if any(n is None for n in numbers):
+        return "classification", f"the target holds labels ({distinct} distinct values)"
+    integers = all(float(n).is_integer() for n in numbers)
+    if integers and distinct <= MAX_INTEGER_CLASSES:
+        return "classification", (
+            f"the target holds {distinct} distinct integers, read as class labels"
+        )
+    kind = "integers" if integers else "numbers"
+    return "regression", f"the target holds {distinct} distinct {kind}, a quantity"
 
 
 def _parse(value: str) -> float | None:
@@ -183,45 +215,126 @@ def load_csv(
     seed: int = 0,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
-) -> ClassificationData:
-    """Read a CSV file into tabular classification data of shape (D,) per row.
+    task: str = "auto",
+) -> ClassificationData | RegressionData:
+    """Read a CSV file into tabular classification or regression data of shape (D,) per row.
 
     Args:
         path: The .csv file, comma-separated, with a header row.
         target: Name of the target column; by default the one column named target, label or
             class (case-insensitive).
-        seed: Seed of the stratified split.
+        seed: Seed of the split (stratified by class for classification).
         val_fraction: Share of the rows held out for validation.
         test_fraction: Share held out for test.
+        task: "auto" (`decide_task`), "classification" or "regression".
 
     Returns:
         Features in `x` (numeric columns z-scored, categorical ones one-hot), their names in
-        `feature_names`, and the sorted target values as `classes`.
+        `feature_names`; the sorted target values as `classes` for classification, the target
+        in its own units as `y` for regression. `preprocessing["task"]` says which and why.
     """
     path = Path(path)
     header, rows, lines = read_csv_rows(path)
     t = find_target(header, target, path)
     target_name = header[t]
-
-    # 1. Labels: the sorted distinct target values, then a stratified split on them.
     for row, line in zip(rows, lines, strict=True):
         if not row[t]:
             raise ValueError(
                 f"CSV file {path} row {line} has no value in target column '{target_name}'; "
                 f"fill it in or remove the row."
             )
-    classes = _class_order({row[t] for row in rows})
-    if len(classes) < 2:
-        raise ValueError(
-            f"target column '{target_name}' of CSV file {path} has only one class "
-            f"('{classes[0]}'); classification needs at least 2."
-        )
-    code = {name: i for i, name in enumerate(classes)}
-    y = np.array([code[row[t]] for row in rows], dtype=np.int64)
-    splits = stratified_split(y, seed, val_fraction, test_fraction, class_names=classes)
-    train = splits[0]
+    kind, reason = decide_task([row[t] for row in rows], task)
+
+    # 1. The target and the split: stratified by class, or a plain shuffle for a quantity.
+    if kind == "regression":
+        y = _regression_target(rows, lines, t, target_name, path)
+        splits = stratified_split(len(y), seed, val_fraction, test_fraction)
+    else:
+        classes = _class_order({row[t] for row in rows})
+        if len(classes) < 2:
+            raise ValueError(
+                f"target column '{target_name}' of CSV file {path} has only one class "
+                f"('{classes[0]}'); classification needs at least 2."
+            )
+        code = {name: i for i, name in enumerate(classes)}
+        y = np.array([code[row[t]] for row in rows], dtype=np.int64)
+        splits = stratified_split(y, seed, val_fraction, test_fraction, class_names=classes)
 
     # 2. Features, column by column, with every statistic taken from the train rows.
+    x, feature_names, preprocessing = _features(header, rows, lines, t, splits[0], path)
+    preprocessing = {"target": target_name, "task": {"kind": kind, "reason": reason}} | (
+        preprocessing
+    )
+    counts = preprocessing.pop("column_counts")
+    name = safe_name(path.stem)
+    if kind == "regression":
+        return RegressionData(
+            name=name,
+            **_float_splits(x, y, splits),
+            target=target_name,
+            input_shape=(x.shape[1],),
+            description=(
+                f"CSV '{path.name}': {len(y):,} rows, {x.shape[1]} features from {counts}, "
+                f"regression on '{target_name}'"
+            ),
+            feature_names=feature_names,
+            preprocessing=preprocessing,
+        )
+    return ClassificationData(
+        name=name,
+        modality="tabular",
+        **tensor_splits(x, y, splits),
+        classes=classes,
+        input_shape=(x.shape[1],),
+        description=(
+            f"CSV '{path.name}': {len(y):,} rows, {x.shape[1]} features from {counts}, "
+            f"{len(classes)} classes of '{target_name}'"
+        ),
+        feature_names=feature_names,
+        preprocessing=preprocessing,
+    )
+
+
+def _regression_target(
+    rows: list[list[str]], lines: list[int], t: int, name: str, path: Path
+) -> np.ndarray:
+    """The target column as float64, or one sentence naming the first cell that is no number."""
+    y = np.empty(len(rows), dtype=np.float64)
+    for i, (row, line) in enumerate(zip(rows, lines, strict=True)):
+        number = _parse(row[t])
+        if number is None:
+            raise ValueError(
+                f"CSV file {path} row {line} has {row[t]!r} in target column '{name}'; "
+                f"regression needs a finite number in every row."
+            )
+        y[i] = number
+    return y
+
+
+def _float_splits(
+    x: np.ndarray, y: np.ndarray, splits: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> dict[str, Split]:
+    """The train, val and test `Split`s of float32 inputs x and a float64 target y."""
+    xt, yt = torch.from_numpy(np.asarray(x, dtype=np.float32)), torch.from_numpy(y)
+    return {
+        key: Split(xt[torch.from_numpy(index)].contiguous(), yt[torch.from_numpy(index)])
+        for key, index in zip(("train", "val", "test"), splits, strict=True)
+    }
+
+
+def _features(
+    header: list[str],
+    rows: list[list[str]],
+    lines: list[int],
+    t: int,
+    train: np.ndarray,
+    path: Path,
+) -> tuple[np.ndarray, list[str], dict]:
+    """Features (N, D) of every column but the target, their names and what was done to them.
+
+    Numeric columns take the median of the `train` rows where a cell is missing and are
+    z-scored with train statistics; categorical ones are one-hot over the train categories.
+    """
     blocks, feature_names = [], []
     numeric, categorical, dropped = {}, {}, []
     for j, name in enumerate(header):
@@ -241,7 +354,7 @@ def load_csv(
             feature_names.extend(f"{name}={value}" for value in categorical[name])
     if not feature_names:
         raise ValueError(
-            f"CSV file {path} has no feature columns besides target '{target_name}'; "
+            f"CSV file {path} has no feature columns besides target '{header[t]}'; "
             f"expected at least one more column with values."
         )
     x = np.concatenate(blocks, axis=1).astype(np.float32)  # (N, D)
@@ -251,27 +364,16 @@ def load_csv(
     blank = {
         name: n for name in categorical if (n := sum(not row[header.index(name)] for row in rows))
     }
-
-    description = (
-        f"CSV '{path.name}': {len(y):,} rows, {x.shape[1]} features from {len(numeric)} "
-        f"numeric and {len(categorical)} categorical columns, {len(classes)} classes "
-        f"of '{target_name}'"
-    )
-    return ClassificationData(
-        name=safe_name(path.stem),
-        modality="tabular",
-        **tensor_splits(x, y, splits),
-        classes=classes,
-        input_shape=(x.shape[1],),
-        description=description,
-        feature_names=feature_names,
-        preprocessing={
-            "target": target_name,
+    return (
+        x,
+        feature_names,
+        {
             "numeric": numeric,
             "categorical": categorical,
             "dropped_empty_columns": dropped,
             "missing_values": sorted(MISSING),
             "filled_with_median": filled,
             "missing_categorical": blank,
+            "column_counts": f"{len(numeric)} numeric and {len(categorical)} categorical columns",
         },
     )

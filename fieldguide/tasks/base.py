@@ -217,6 +217,14 @@ class Task:
         """Metrics of `split`, named "<split>/<metric>" for each of `metric_names`."""
         raise NotImplementedError
 
+    def baselines(self, split: str) -> dict[str, dict[str, float]]:
+        """Metrics of `split` for simple models fitted on the same training rows, by name.
+
+        What a report puts beside the network's numbers (the training mean and least squares
+        for regression); none by default.
+        """
+        return {}
+
 
 def named(split: str, metrics: dict[str, float]) -> dict[str, float]:
     """`metrics` with their names prefixed by the split: "val/accuracy"."""
