@@ -131,7 +131,7 @@ def test_flags_override_the_config_file(tmp_path, capsys):
         (["--monitor", "accuracy"], "--monitor must be auto, train/loss or a validation metric"),
         (["--device", "tpu"], "--device must be auto, cpu, cuda, cuda:N or mps; got 'tpu'."),
         (["--target", "label"], "--target names a column of a CSV file"),
-        (["--task", "regression"], "--task chooses classification or regression for a CSV"),
+        (["--task", "regression"], "--task chooses forecasting, classification or regression"),
         (["--image-size", "16"], "--image-size resizes the images of an image folder"),
         (["--fanouts", "0"], "--fanouts expects positive integers"),
         (["--set", "dropout"], "--set expects KEY=VALUE"),

@@ -39,7 +39,8 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     target: str = ""  # CSV target column; "" looks for target/label/class
-    task: Literal["auto", "classification", "regression"] = "auto"  # CSV: auto decides by target
+    task: Literal["auto", "forecasting", "classification", "regression"] = "auto"  # CSV only
+    season: int = 0  # time series CSV: seasonal period in steps; 0 guesses it from the step
     image_size: int = 0  # resize images to this square size; 0 keeps their size
     context: int = 0  # forecasting or language modelling: steps per window; 0: the default
     horizon: int = 0  # forecasting: steps to predict; 0 takes the dataset's default
@@ -57,6 +58,7 @@ class DataConfig:
             context={"minimum": 0},
             horizon={"minimum": 0},
             labels_per_class={"minimum": 0},
+            season={"minimum": 0},
         )
         if self.val_fraction + self.test_fraction >= 1:
             raise OptionError(
@@ -104,9 +106,16 @@ class DataConfig:
         """
         if self.task != "auto" and not self.name.lower().endswith(".csv"):
             raise OptionError(
-                f"{{task}} chooses classification or regression for a CSV file, so it applies "
-                f"only to .csv data; got {self.task!r} for data {self.name!r}.",
+                f"{{task}} chooses forecasting, classification or regression for a CSV file, so "
+                f"it applies only to .csv data; got {self.task!r} for data {self.name!r}.",
                 "task",
+                owner="DataConfig",
+            )
+        if self.season and not self.name.lower().endswith(".csv"):
+            raise OptionError(
+                f"{{season}} sets the season of a time series CSV file, so it applies only to "
+                f".csv data; got {self.season} for data {self.name!r}.",
+                "season",
                 owner="DataConfig",
             )
         if self.target and not self.name.lower().endswith(".csv"):

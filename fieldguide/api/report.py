@@ -67,6 +67,21 @@ def data_notes(data: Any) -> list[str]:
     """What loading did to the data that a reader should know: cells filled in, per column."""
     done = getattr(data, "preprocessing", None) or {}
     notes = []
+    interpolated = done.get("filled_by_interpolation") or {}
+    if interpolated:
+        notes.append(
+            f"filled {sum(interpolated.values()):,} missing value(s) by linear interpolation "
+            f"between their neighbours in time: {_counts(interpolated)}."
+        )
+    if done.get("gaps"):
+        notes.append(
+            f"{done['gaps']} gap(s) longer than 1.5 steps in '{done.get('time_column')}'; rows "
+            f"are read as consecutive steps, so a gap is not filled."
+        )
+    if "time_column" in done:
+        notes.append(
+            f"time column '{done['time_column']}', step {done['step']}, season {done['season']}."
+        )
     decided = done.get("task")
     if decided:  # a CSV file: classification or regression, and why
         other = "classification" if decided["kind"] == "regression" else "regression"

@@ -84,6 +84,7 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str]:
         labels_per_class=d.labels_per_class or None,
         node_features=d.node_features or None,
         task=d.task,
+        season=d.season or None,
     )
     reason = ""
     if run.model == "auto":

@@ -174,6 +174,7 @@ def load_data(
     labels_per_class: int | None = None,
     node_features: str | None = None,
     task: str = "auto",
+    season: int | None = None,
 ) -> (
     RegressionData
     | ClassificationData
@@ -206,8 +207,11 @@ def load_data(
             folder): train on exactly this many labelled nodes per class, validate on
             val_fraction of the labelled nodes and test on all the others; by default a split
             stratified by class.
-        task: CSV only: "auto" (regression for a numeric target with many distinct values,
-            see `fieldguide.data.tabular.decide_task`), "classification" or "regression".
+        task: CSV only: "auto" (a time series when it has a time column and numbers
+            elsewhere, see `fieldguide.data.series_csv`; else regression for a numeric target
+            with many distinct values, see `fieldguide.data.tabular.decide_task`),
+            "forecasting", "classification" or "regression".
+        season: A time series CSV only: the seasonal period in steps; by default guessed.
         node_features: Node classification only: how featureless nodes get features,
             "auto" (spectral, or the graph's own features where it has them), "spectral",
             "degree" or "identity"; a kind named for a graph with features replaces them.
@@ -228,15 +232,17 @@ def load_data(
         spec, seed, val_fraction, test_fraction, target, image_size, labels_per_class, node_features
     )
     spec = os.fspath(spec)
-    if task not in ("auto", "classification", "regression"):
+    if task not in ("auto", "forecasting", "classification", "regression"):
         raise ValueError(
-            f"load_data expects task 'auto', 'classification' or 'regression'; got {task!r}."
+            f"load_data expects task 'auto', 'forecasting', 'classification' or 'regression'; "
+            f"got {task!r}."
         )
-    if task != "auto" and not spec.lower().endswith(".csv"):
-        raise ValueError(
-            f"load_data got task={task!r} for '{spec}'; task chooses between classification "
-            f"and regression for .csv files only, so leave it out."
-        )
+    for arg, value, default in (("task", task, "auto"), ("season", season, None)):
+        if value != default and not spec.lower().endswith(".csv"):
+            raise ValueError(
+                f"load_data got {arg}={value!r} for '{spec}'; {arg} applies to .csv files "
+                f"only, so leave it out."
+            )
     fractions = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     options = _graph_options(labels_per_class, node_features)
 
@@ -273,8 +279,16 @@ def load_data(
                 f"load_data got image_size={image_size} for CSV file '{spec}'; image_size "
                 f"applies only to image folders, so leave it out."
             )
+        from fieldguide.data.series_csv import is_series_csv, load_series_csv
         from fieldguide.data.tabular import load_csv
 
+        if task == "forecasting" or (task == "auto" and is_series_csv(spec, target)):
+            return load_series_csv(spec, target=target, season=season, **fractions)
+        if season is not None:
+            raise ValueError(
+                f"load_data got season={season} for '{spec}', which reads as a table, not a "
+                f"time series; leave season out, or pass task='forecasting'."
+            )
         return load_csv(spec, target=target, task=task, **fractions)
     raise ValueError(
         f"data path '{spec}' is neither a folder of class sub-folders nor a .csv file; "

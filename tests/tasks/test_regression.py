@@ -67,7 +67,7 @@ def test_task_overrides_the_decision_and_bad_targets_are_one_sentence(tmp_path):
     )
     with pytest.raises(ValueError, match="row 2 has 'a' in target column 'target'; regression"):
         load_csv(labels, task="regression")
-    with pytest.raises(ValueError, match="task chooses between classification and regression"):
+    with pytest.raises(ValueError, match="task applies to .csv files only"):
         load_data("digits", task="regression")
 
 
