@@ -84,10 +84,10 @@ def data_notes(data: Any) -> list[str]:
         )
     decided = done.get("task")
     if decided:  # a CSV file: classification or regression, and why
-        other = "classification" if decided["kind"] == "regression" else "regression"
+        other = {"regression": "classification", "classification": "regression"}
+        hint = f" (--task {other[decided['kind']]} to override)" if decided["kind"] in other else ""
         notes.append(
-            f"target '{done.get('target')}': {decided['kind']}, since {decided['reason']} "
-            f"(--task {other} to override)."
+            f"target '{done.get('target')}': {decided['kind']}, since {decided['reason']}{hint}."
         )
     filled = done.get("filled_with_median") or {}
     if filled:

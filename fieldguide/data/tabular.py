@@ -260,7 +260,12 @@ def load_csv(
         y = np.array([code[row[t]] for row in rows], dtype=np.int64)
         splits = stratified_split(y, seed, val_fraction, test_fraction, class_names=classes)
 
-    # 2. Features, column by column, with every statistic taken from the train rows.
+    # 2. One column of free text beside the target: text classification on its bytes.
+    text = _text_column(header, rows, t)
+    if text is not None and kind == "classification":
+        return _text_data(path, header, rows, lines, t, text, y, classes, splits, reason)
+
+    # 3. Features, column by column, with every statistic taken from the train rows.
     x, feature_names, preprocessing = _features(header, rows, lines, t, splits[0], path)
     preprocessing = {"target": target_name, "task": {"kind": kind, "reason": reason}} | (
         preprocessing
@@ -292,6 +297,66 @@ def load_csv(
         ),
         feature_names=feature_names,
         preprocessing=preprocessing,
+    )
+
+
+def _text_column(header: list[str], rows: list[list[str]], t: int) -> int | None:
+    """The one feature column when it holds free text (mostly distinct, several words), else None.
+
+    A CSV of a text and its label is text classification; a table whose columns happen to
+    include text stays a table (and refuses the text column as too many categories).
+    """
+    columns = [j for j in range(len(header)) if j != t and any(row[j] for row in rows)]
+    if len(columns) != 1:
+        return None
+    values = [row[columns[0]] for row in rows]
+    if any(_parse(v) is not None for v in values if v):
+        return None
+    words = sum(len(v.split()) for v in values) / len(values)
+    return columns[0] if len(set(values)) > len(values) / 2 and words >= 3 else None
+
+
+def _text_data(
+    path: Path,
+    header: list[str],
+    rows: list[list[str]],
+    lines: list[int],
+    t: int,
+    text: int,
+    y: np.ndarray,
+    classes: list[str],
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    reason: str,
+) -> ClassificationData:
+    """Text classification data from the text column `text` (byte tokens, at most 256)."""
+    from fieldguide.data.text import ROTTEN_TOMATOES_MAX_LEN, encode_texts
+
+    texts = [row[text] for row in rows]
+    empty = next((line for value, line in zip(texts, lines, strict=True) if not value), None)
+    if empty is not None:
+        raise ValueError(
+            f"CSV file {path} row {empty} has an empty text in column '{header[text]}'; "
+            f"fill it in or remove the row."
+        )
+    parts, ids, cut = encode_texts(texts, y, splits, ROTTEN_TOMATOES_MAX_LEN)
+    return ClassificationData(
+        name=safe_name(path.stem),
+        modality="text",
+        **parts,
+        classes=classes,
+        input_shape=(int(ids.shape[1]),),
+        description=(
+            f"CSV '{path.name}': {len(texts):,} texts of '{header[text]}' as byte tokens, "
+            f"{len(classes)} classes of '{header[t]}'"
+        ),
+        preprocessing={
+            "target": header[t],
+            "task": {"kind": "text classification", "reason": f"'{header[text]}' is free text"},
+            "text_column": header[text],
+            "tokenizer": "UTF-8 bytes (ids 0..255), PAD=256, BOS=257, EOS=258",
+            "max_len": ROTTEN_TOMATOES_MAX_LEN,
+            "truncated": cut,
+        },
     )
 
 

@@ -150,6 +150,24 @@ def read_rotten_tomatoes() -> tuple[list[str], list[str]]:
     return [r["text"].strip() for r in kept], [r["category"] for r in kept]
 
 
+def encode_texts(
+    texts: list[str], y: np.ndarray, splits: tuple[np.ndarray, ...], max_len: int
+) -> tuple[dict[str, Split], torch.Tensor, int]:
+    """Labelled texts as right-padded byte ids per split, the ids (N, T) and how many were cut.
+
+    Each text is its UTF-8 bytes, cut to its first `max_len`, with no BOS or EOS; rows are
+    right-padded with PAD to T, the longest kept length, and `Split.lengths` holds the real bytes.
+    """
+    ids, lengths = ByteTokenizer().batch_encode(texts, max_len)  # (N, T), (N,)
+    truncated = sum(len(t.encode("utf-8")) > max_len for t in texts)
+    labels = torch.from_numpy(y)
+    parts = {}
+    for key, index in zip(("train", "val", "test"), splits, strict=True):
+        index = torch.from_numpy(index)
+        parts[key] = Split(ids[index].clone(), labels[index].clone(), lengths[index].clone())
+    return parts, ids, int(truncated)
+
+
 def load_rotten_tomatoes(
     *,
     seed: int = 0,
@@ -172,16 +190,10 @@ def load_rotten_tomatoes(
     """
     texts, labels = read_rotten_tomatoes()
     y = np.array([ROTTEN_TOMATOES_CLASSES.index(label) for label in labels], dtype=np.int64)
-    ids, lengths = ByteTokenizer().batch_encode(texts, max_len)  # (N, T), (N,)
-    truncated = sum(len(t.encode("utf-8")) > max_len for t in texts)
     splits = stratified_split(
         y, seed, val_fraction, test_fraction, class_names=ROTTEN_TOMATOES_CLASSES
     )
-    labels_t = torch.from_numpy(y)
-    parts = {}
-    for key, index in zip(("train", "val", "test"), splits, strict=True):
-        index = torch.from_numpy(index)
-        parts[key] = Split(ids[index].clone(), labels_t[index].clone(), lengths[index].clone())
+    parts, ids, truncated = encode_texts(texts, y, splits, max_len)
     counts = np.bincount(y, minlength=2)
     return ClassificationData(
         name="rotten-tomatoes",

@@ -78,6 +78,19 @@ class LabelTask(Task):
         return classification_metrics(probs, self.labels(split), self.num_classes, split)
 
 
+    def baselines(self, split: str) -> dict[str, dict[str, float]]:
+        """Accuracy and macro-F1 of `split` when every example gets the training majority class."""
+        k, y = self.num_classes, self.labels(split)
+        majority = int(torch.bincount(self.labels("train"), minlength=k).argmax())
+        guess = torch.full_like(y, majority)
+        return {
+            "majority class of train": {
+                "accuracy": MulticlassAccuracy(k, average="micro")(guess, y).item(),
+                "macro_f1": MulticlassF1Score(k, average="macro")(guess, y).item(),
+            }
+        }
+
+
 class ClassificationTask(LabelTask):
     """Classification of in-memory tensors into `len(data.classes)` classes.
 
