@@ -77,7 +77,6 @@ class LabelTask(Task):
         probs = self.predict(model, split, **eval_options)
         return classification_metrics(probs, self.labels(split), self.num_classes, split)
 
-
     def baselines(self, split: str) -> dict[str, dict[str, float]]:
         """Accuracy and macro-F1 of `split` when every example gets the training majority class."""
         k, y = self.num_classes, self.labels(split)
