@@ -12,7 +12,7 @@ the model families are imported on first use.
 from fieldguide.models.registry import create_model, get_entry, list_models
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "diagram", "get_entry", "list_models", "__version__"]
+__all__ = ["create_model", "diagram", "get_entry", "list_models", "load_run", "__version__"]
 
 
 def diagram(model, example_input=None, **options):  # noqa: ANN001, ANN201 (see api.diagram)
@@ -23,3 +23,13 @@ def diagram(model, example_input=None, **options):  # noqa: ANN001, ANN201 (see 
     from fieldguide.api.diagram import diagram as _diagram
 
     return _diagram(model, example_input, **options)
+
+
+def load_run(run_dir):  # noqa: ANN001, ANN201 (see api.predict)
+    """A finished run folder as an object with `.model`, `.preprocessing` and `.predict(path)`.
+
+    Imports torch on first use; see `fieldguide.api.predict.load_run`.
+    """
+    from fieldguide.api.predict import load_run as _load_run
+
+    return _load_run(run_dir)

@@ -235,6 +235,24 @@ def train(
     )
 
 
+def preprocessing_json(data: Any, task: Any) -> str:
+    """preprocessing.json: what `predict` needs to treat new inputs as the training data was.
+
+    The reader's fitted transforms (`data.preprocessing`: statistics, categories, tokenizer),
+    the classes and input shape, and what the task fitted (`task.state()`, such as the target
+    scaling of a regression). Plain JSON, never a pickle.
+    """
+    doc = {
+        "format": "fieldguide-preprocessing-1",
+        "task": task.name,
+        "data": getattr(data, "preprocessing", {}),
+        "classes": getattr(data, "classes", None),
+        "input_shape": list(getattr(data, "input_shape", ()) or ()),
+        "task_state": task.state(),
+    }
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
 def _write_outputs(
     run_dir: Path, run: RunConfig, data: Any, task: Any, net: Any, result: Any, test: dict
 ) -> None:
@@ -251,5 +269,6 @@ def _write_outputs(
     # Tied weights (LM embedding = head) stored once, with a sha256 that every load checks.
     save_weights(net, run_dir / "model.safetensors", meta)
     plot_curves(result.history, run_dir / "curves.png")
+    write_atomic(run_dir / "preprocessing.json", preprocessing_json(data, task))
     write_atomic(run_dir / "diagram.mmd", run_diagram(run_dir, shapes=True))  # sized for the data
     write_atomic(run_dir / "report.md", render_report(run, data, task, net, result, test, run_dir))

@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
     p.add_argument("--seed", type=int, default=0, help="of the sampling (default: 0)")
 
+    p = sub.add_parser("predict", help="apply a finished run to new inputs (a CSV table today)")
+    p.add_argument("run", metavar="RUN", help="a run folder that `fieldguide train` finished")
+    p.add_argument("--data", required=True, help="new inputs with the run's columns (a .csv)")
+    p.add_argument(
+        "-o", "--output", default=None, help="write the predictions CSV here (default: stdout)"
+    )
+
     p = sub.add_parser("data", help="starter datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     data_sub.add_parser("list", help="starter datasets: present or how to get them")
@@ -336,6 +343,19 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(args.prompt + text)
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Write (or print) one prediction per input, beside its row number."""
+    from fieldguide.api.predict import predict
+
+    predictions = predict(args.run, args.data, args.output)
+    for note in predictions.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.output is None:
+        sys.stdout.write(predictions.to_csv())
+    else:
+        print(f"{len(predictions.rows)} prediction(s) written to {args.output}", file=sys.stderr)
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     """Print the starter datasets and how to get missing ones."""
     from rich.table import Table
@@ -360,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "diagram": cmd_diagram,
         "train": cmd_train,
         "generate": cmd_generate,
+        "predict": cmd_predict,
         "data": cmd_data,
     }
     try:

@@ -360,6 +360,63 @@ def _text_data(
     )
 
 
+def transform_rows(
+    path: str | os.PathLike[str], preprocessing: dict
+) -> tuple[np.ndarray, list[int], dict]:
+    """Features (N, D) of a new CSV's rows, prepared exactly as the training rows were.
+
+    Numeric cells are z-scored with the training statistics and a missing one takes the
+    training median; a categorical value not seen in training encodes as all zeros (counted).
+    The target column may be present or not; any other column the training file did not have,
+    or a feature column it lacks, is one sentence naming them.
+
+    Returns:
+        The features, each row's line number in the file, and notes: cells filled and unseen
+        categories per column, and whether the target column was present.
+    """
+    path = Path(path)
+    header, rows, lines = read_csv_rows(path)
+    columns, target = preprocessing["columns"], preprocessing["target"]
+    ignorable = {target, *preprocessing.get("dropped_empty_columns", [])}
+    missing = [c for c in columns if c not in header]
+    extra = [c for c in header if c not in columns and c not in ignorable]
+    if missing or extra:
+        problems = [f"missing {missing}"] * bool(missing) + [f"unknown {extra}"] * bool(extra)
+        raise ValueError(
+            f"CSV file {path} does not match the run's columns ({'; '.join(problems)}); the run "
+            f"was trained on {columns}, with target '{target}' optional."
+        )
+    blocks, filled, unseen = [], {}, {}
+    for name in columns:
+        values = [row[header.index(name)] for row in rows]
+        if name in preprocessing["numeric"]:
+            stats = preprocessing["numeric"][name]
+            column = np.empty(len(values), dtype=np.float64)
+            for i, (value, line) in enumerate(zip(values, lines, strict=True)):
+                number = None if value.lower() in MISSING else _parse(value)
+                if number is None and value.lower() not in MISSING:
+                    raise ValueError(
+                        f"CSV file {path} row {line} has {value!r} in numeric column '{name}'; "
+                        f"expected a number (or an empty cell, which takes the training median)."
+                    )
+                column[i] = stats["median"] if number is None else number
+            if n := sum(v.lower() in MISSING for v in values):
+                filled[name] = n
+            blocks.append(((column - stats["mean"]) / stats["std"])[:, None])
+        else:
+            position = {v: k for k, v in enumerate(preprocessing["categorical"][name])}
+            onehot = np.zeros((len(values), len(position)), dtype=np.float64)
+            for i, value in enumerate(values):
+                if value in position:
+                    onehot[i, position[value]] = 1.0
+            if n := sum(bool(v) and v not in position for v in values):
+                unseen[name] = n
+            blocks.append(onehot)
+    x = np.concatenate(blocks, axis=1).astype(np.float32)  # (N, D)
+    notes = {"filled_with_median": filled, "unseen_categories": unseen}
+    return x, lines, notes | {"has_target": target in header}
+
+
 def _regression_target(
     rows: list[list[str]], lines: list[int], t: int, name: str, path: Path
 ) -> np.ndarray:
@@ -400,13 +457,15 @@ def _features(
     Numeric columns take the median of the `train` rows where a cell is missing and are
     z-scored with train statistics; categorical ones are one-hot over the train categories.
     """
-    blocks, feature_names = [], []
+    blocks, feature_names, columns = [], [], []
     numeric, categorical, dropped = {}, {}, []
     for j, name in enumerate(header):
         if j == t:
             continue
         values = [row[j] for row in rows]
         kind = _column_kind(name, values, lines)
+        if kind != "empty":
+            columns.append(name)
         if kind == "empty":  # e.g. the unnamed column a trailing comma adds to every line
             dropped.append(name)
         elif kind == "numeric":
@@ -433,6 +492,7 @@ def _features(
         x,
         feature_names,
         {
+            "columns": columns,  # the feature columns, in the order their features are laid out
             "numeric": numeric,
             "categorical": categorical,
             "dropped_empty_columns": dropped,

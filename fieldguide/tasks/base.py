@@ -217,6 +217,13 @@ class Task:
         """Metrics of `split`, named "<split>/<metric>" for each of `metric_names`."""
         raise NotImplementedError
 
+    def state(self) -> dict[str, Any]:
+        """What the task fitted on the training data (target scaling, ...), JSON-friendly.
+
+        Saved in the run's preprocessing.json so that `predict` treats new inputs the same way.
+        """
+        return {}
+
     def baselines(self, split: str) -> dict[str, dict[str, float]]:
         """Metrics of `split` for simple models fitted on the same training rows, by name.
 

@@ -106,6 +106,10 @@ class RegressionTask(Task):
             return F.huber_loss(prediction, batch[1], delta=1.0)
         return F.mse_loss(prediction, batch[1])
 
+    def state(self) -> dict[str, Any]:
+        """The training target's mean and standard deviation, which undo the z-scoring."""
+        return {"target_mean": float(self.mean), "target_std": float(self.std)}
+
     def to_units(self, z: Tensor) -> Tensor:
         """Z-scored values back in the target's units, float64."""
         return z.double() * self.std + self.mean

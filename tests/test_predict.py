@@ -1,0 +1,115 @@
+"""`fieldguide predict` / `load_run(...).predict`: new rows, the run's own preprocessing."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_diabetes, load_iris
+
+import fieldguide
+from fieldguide.api import train
+from fieldguide.data import load_data
+from fieldguide.data.base import stratified_split
+
+
+def write_rows(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def diabetes_run(tmp_path_factory):
+    """A regression run on scikit-learn's bundled diabetes table (a few epochs)."""
+    root = tmp_path_factory.mktemp("diabetes")
+    d = load_diabetes()
+    rows = [[*x, y] for x, y in zip(d.data.tolist(), d.target.tolist(), strict=True)]
+    path = write_rows(root / "diabetes.csv", [*d.feature_names, "target"], rows)
+    result = train("mlp-small", str(path), runs_dir=root / "runs", progress="quiet", epochs=3)
+    return path, result.run_dir
+
+
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory):
+    """A classification run on iris, with a categorical column added (synthetic: the site)."""
+    root = tmp_path_factory.mktemp("iris")
+    d = load_iris()
+    names = [n.replace(" (cm)", "").replace(" ", "_") for n in d.feature_names]
+    rows = [
+        [*x, "north" if i % 2 else "south", d.target_names[y]]
+        for i, (x, y) in enumerate(zip(d.data.tolist(), d.target.tolist(), strict=True))
+    ]
+    path = write_rows(root / "iris.csv", [*names, "site", "label"], rows)
+    result = train("mlp-small", str(path), runs_dir=root / "runs", progress="quiet", epochs=3)
+    return path, names, result.run_dir
+
+
+def test_predict_is_the_model_on_the_training_preprocessing(diabetes_run):
+    path, run_dir = diabetes_run
+    run = fieldguide.load_run(run_dir)
+    predictions = run.predict(path)
+    assert predictions.columns == ["prediction"] and predictions.ids[:2] == [2, 3]
+    # The same rows through the training reader: the split's rows, the model, the scaling.
+    data = load_data(str(path))
+    train_rows = stratified_split(442, 0, 0.15, 0.15)[0]
+    with torch.no_grad():
+        z = run.model(data.train.x)[:, 0].double()
+    y = data.train.y
+    expected = z * y.std(correction=0) + y.mean()
+    got = torch.tensor([predictions.rows[i][0] for i in train_rows], dtype=torch.float64)
+    assert torch.allclose(got, expected, rtol=1e-5)
+
+
+def test_new_rows_with_gaps_and_unseen_categories_are_handled(iris_run, tmp_path):
+    _, names, run_dir = iris_run
+    rows = [[5.1, 3.5, 1.4, 0.2, "south"], ["", 3.0, 5.0, 1.8, "east"], [6.3, 2.9, 5.6, 1.8, ""]]
+    new = write_rows(tmp_path / "new.csv", [*names, "site"], rows)  # no target column
+    run = fieldguide.load_run(run_dir)
+    predictions = run.predict(new)
+    assert predictions.columns == ["prediction", "p(setosa)", "p(versicolor)", "p(virginica)"]
+    assert predictions.ids == [2, 3, 4]
+    for row in predictions.rows:
+        assert sum(row[1:]) == pytest.approx(1.0, abs=1e-5)
+        assert row[0] == ["setosa", "versicolor", "virginica"][int(np.argmax(row[1:]))]
+    assert any("training median: {'sepal_length': 1}" in n for n in predictions.notes)
+    assert any("encoded as none: {'site': 1}" in n for n in predictions.notes)
+    # Unseen "east" encodes as no site at all, as a missing site does.
+    x, _, _ = run.prepare(new)
+    site = x[:, -2:]
+    assert site[1].tolist() == [0.0, 0.0] and site[2].tolist() == [0.0, 0.0]
+
+
+def test_the_cli_writes_predictions_and_refuses_other_columns(iris_run, tmp_path):
+    path, _, run_dir = iris_run
+    out = tmp_path / "predictions.csv"
+    cmd = [sys.executable, "-m", "fieldguide.cli.main", "predict", str(run_dir), "--data"]
+    done = subprocess.run([*cmd, str(path), "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("row,prediction,p(setosa)") and len(lines) == 151
+    bad = write_rows(tmp_path / "bad.csv", ["petal_length", "colour"], [[1.0, "red"]])
+    out.unlink()
+    done = subprocess.run([*cmd, str(bad), "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == 2 and not out.exists()
+    assert "does not match the run's columns (missing" in done.stderr
+    assert "unknown ['colour']" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_runs_of_other_kinds_and_damaged_files_are_one_sentence(iris_run, tmp_path):
+    _, _, run_dir = iris_run
+    run = fieldguide.load_run(run_dir)
+    run.preprocessing = {**run.preprocessing, "task": "node-classification"}
+    with pytest.raises(ValueError, match="predict handles runs trained on a CSV table so far"):
+        run.predict(tmp_path / "x.csv")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.toml", "model.safetensors"):
+        (copy / name).write_bytes((run_dir / name).read_bytes())
+    (copy / "preprocessing.json").write_text("{not json")
+    with pytest.raises(ValueError, match="preprocessing.json is damaged: it is not JSON"):
+        fieldguide.load_run(copy)
