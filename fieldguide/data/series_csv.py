@@ -17,70 +17,35 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fieldguide.data.base import SeriesData, chronological_bounds, safe_name
+from fieldguide.data.csv_read import (
+    MISSING,
+    find_time_column,
+    parse_number,
+    read_csv_rows,
+    timestamp,
+)
 from fieldguide.data.series import interpolate_missing
-from fieldguide.data.tabular import MISSING, TARGET_NAMES, _parse, read_csv_rows
 
-TIME_NAMES = ("date", "time", "timestamp", "datetime", "ds", "year", "month", "week", "day")
-TIME_NAMES += ("period",)
 # Step lengths (in days) and the season each suggests, tried in order; within 10 %.
 SEASONS = ((1 / 24, 24, "1 hour"), (1, 7, "1 day"), (7, 52, "1 week"), (30.44, 12, "1 month"))
 SEASONS += ((91.3, 4, "1 quarter"), (365.25, 1, "1 year"))
 
 
-def _timestamp(value: str) -> datetime | None:
-    """The ISO date or date-time in `value`, or None."""
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def find_time_column(header: list[str], rows: list[list[str]]) -> int | None:
-    """The index of the time column: by name, else a first column of ISO dates; else None."""
-    for i, name in enumerate(header):
-        if name.strip().lower() in TIME_NAMES:
-            return i
-    if rows and all(_timestamp(row[0]) is not None for row in rows):
-        return 0
-    return None
-
-
-def is_series_csv(path: str | os.PathLike[str], target: str | None = None) -> bool:
-    """Whether the CSV reads as a time series: a time column, other columns numeric, no label.
-
-    A column named target, label or class, or a `target` that is not numeric, makes it a table.
-    """
-    header, rows, _ = read_csv_rows(Path(path))
-    t = find_time_column(header, rows)
-    if t is None or len(header) < 2:
-        return False
-    names = [name.lower() for name in header]
-    if target is None and any(name in TARGET_NAMES for name in names):
-        return False
-    for j in range(len(header)):
-        if j == t:
-            continue
-        known = [v for v in (row[j] for row in rows) if v.lower() not in MISSING]
-        if not known or any(_parse(v) is None for v in known):
-            return False
-    return target is None or target in header
-
-
 def _times(values: list[str], name: str, lines: list[int], path: Path) -> np.ndarray:
     """Time stamps as days (ISO dates) or plain numbers, float64, checked increasing."""
-    dates = [_timestamp(v) for v in values]
+    dates = [timestamp(v) for v in values]
     if all(d is not None for d in dates):
         origin = dates[0]
         times = np.array([(d - origin) / timedelta(days=1) for d in dates], dtype=np.float64)
     else:
-        numbers = [_parse(v) for v in values]
+        numbers = [parse_number(v) for v in values]
         bad = next((i for i, n in enumerate(numbers) if n is None), None)
         if bad is not None:
             raise ValueError(
@@ -149,7 +114,7 @@ def load_series_csv(
         j = header.index(name)
         raw = []
         for row, line in zip(rows, lines, strict=True):
-            number = _parse(row[j])
+            number = parse_number(row[j])
             if number is None and row[j].lower() not in MISSING:
                 raise ValueError(
                     f"CSV file {path} row {line} has {row[j]!r} in value column '{name}'; "
@@ -165,7 +130,7 @@ def load_series_csv(
 
     # 2. The step, gaps and season.
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
-    dated = _timestamp(rows[0][t]) is not None
+    dated = timestamp(rows[0][t]) is not None
     guessed, step_words = guess_season(step if dated else None)
     season = season or guessed
     gaps = int((np.diff(times) > 1.5 * step).sum())

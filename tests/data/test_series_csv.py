@@ -7,8 +7,9 @@ import torch
 from fieldguide.api import train
 from fieldguide.data import SeriesData, load_data
 from fieldguide.data.base import ClassificationData
+from fieldguide.data.csv_read import is_series_csv
 from fieldguide.data.series import read_csv_columns, starter_file
-from fieldguide.data.series_csv import guess_season, is_series_csv, load_series_csv
+from fieldguide.data.series_csv import guess_season, load_series_csv
 from tests.data.helpers import load_starter, require_starter
 
 
