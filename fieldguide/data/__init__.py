@@ -279,7 +279,8 @@ def load_data(
                 f"load_data got image_size={image_size} for CSV file '{spec}'; image_size "
                 f"applies only to image folders, so leave it out."
             )
-        from fieldguide.data.series_csv import is_series_csv, load_series_csv
+        from fieldguide.data.csv_read import is_series_csv
+        from fieldguide.data.series_csv import load_series_csv
         from fieldguide.data.tabular import load_csv
 
         if task == "forecasting" or (task == "auto" and is_series_csv(spec, target)):
