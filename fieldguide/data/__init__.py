@@ -265,14 +265,34 @@ def load_data(
         return load_graph_folder(spec, **fractions, **options)
     _refuse(options, f"'{spec}', which is not a graph folder holding edges.csv")
     if os.path.isdir(spec):
-        if target is not None:
-            raise ValueError(
-                f"load_data got target='{target}' for image folder '{spec}'; target applies "
-                f"only to .csv files, so leave it out."
-            )
+        from fieldguide.data.text_files import folder_kind
+
+        kind = folder_kind(spec)  # "text", "stream" (language modelling) or "images"
+        what = "folder" if kind == "images" else "text folder"
+        for arg, value in (("target", target), ("image_size", image_size)):
+            if value is not None and (arg == "target" or kind != "images"):
+                raise ValueError(
+                    f"load_data got {arg}={value!r} for {what} '{spec}'; {arg} applies only to "
+                    f"{'.csv files' if arg == 'target' else 'image folders'}, so leave it out."
+                )
+        if kind != "images":
+            from fieldguide.data.text_files import load_text_folder, load_text_stream
+
+            load = load_text_folder if kind == "text" else load_text_stream
+            return load(spec, **fractions)
         from fieldguide.data.image_folder import load_image_folder
 
         return load_image_folder(spec, image_size=image_size, **fractions)
+    if spec.lower().endswith(".txt"):
+        for arg, value in (("target", target), ("image_size", image_size)):
+            if value is not None:
+                raise ValueError(
+                    f"load_data got {arg}={value!r} for text file '{spec}'; {arg} applies only "
+                    f"to {'.csv files' if arg == 'target' else 'image folders'}, so leave it out."
+                )
+        from fieldguide.data.text_files import load_text_stream
+
+        return load_text_stream(spec, **fractions)
     if spec.lower().endswith(".csv"):
         if image_size is not None:
             raise ValueError(
