@@ -177,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="starter datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     data_sub.add_parser("list", help="starter datasets: present or how to get them")
+    q = data_sub.add_parser(
+        "inspect", help="what a file or folder holds and what training would do with it"
+    )
+    q.add_argument("path", metavar="PATH", help="a .csv/.txt/.npz file, a folder or a starter")
+    q.add_argument("--target", default=None, help="the CSV column to predict")
     for command in (*sub.choices.values(), *data_sub.choices.values()):
         # After the command too; the default leaves the value given before it alone.
         command.add_argument(
@@ -357,7 +362,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    """Print the starter datasets and how to get missing ones."""
+    """Print the starter datasets and how to get missing ones, or inspect one path."""
+    if args.data_command == "inspect":
+        from fieldguide.data.inspect import inspect_data
+
+        print("\n".join(inspect_data(args.path, args.target).lines()))
+        return
     from rich.table import Table
 
     from fieldguide.data.starters import list_starters

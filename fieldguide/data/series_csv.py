@@ -10,7 +10,8 @@ filled by linear interpolation between their nearest known neighbours, counted p
 
 The season is guessed from the step (hours 24, days 7, weeks 52, months 12, quarters 4; plain
 numbers and years 1, which makes seasonal-naive the last value) and can be set with `season`.
-Defaults: horizon = one season (or 1), context = 4 horizons, fitted to the training part.
+Defaults: horizon = one season (or 1, and at most the validation and test parts' steps),
+context = 4 horizons, fitted to the training part.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def load_series_csv(
     # 3. The chronological cut and window sizes that fit the training part.
     values = np.stack(blocks, axis=1)  # (T, C)
     train_end, val_end = chronological_bounds(len(values), val_fraction, test_fraction)
-    horizon = max(1, season) if season > 1 else 1
+    # One season ahead, but no more than the validation and test parts can hold.
+    horizon = max(1, min(season, val_end - train_end, len(values) - val_end))
     context = max(4 * horizon, season, 8)
     context = max(season, min(context, train_end - horizon - 1))
     if train_end <= season or context + horizon > train_end:
