@@ -139,12 +139,9 @@ class DataConfig:
 
 def _is_starter(name: str) -> bool:
     """Whether `name` loads a starter: a starter's name that does not look like a path."""
-    from fieldguide.data.starters import STARTERS
+    from fieldguide.data.starters import STARTERS, looks_like_path
 
-    looks_like_path = (
-        os.sep in name or "/" in name or name.startswith(".") or name.lower().endswith(".csv")
-    )
-    return name in STARTERS and not looks_like_path
+    return name in STARTERS and not looks_like_path(name)
 
 
 @dataclass(frozen=True)

@@ -189,18 +189,17 @@ def inspect_data(spec: str | os.PathLike[str], target: str | None = None) -> Ins
     Raises:
         ValueError: For a path that does not exist or that no reader takes, in one sentence.
     """
-    from fieldguide.data.starters import STARTERS, get_starter, is_present
+    from fieldguide.data.starters import STARTERS, get_starter, is_present, looks_like_path
 
     spec = os.fspath(spec)
-    looks_like_path = os.sep in spec or "/" in spec or spec.startswith(".") or "." in spec
-    if spec in STARTERS and not looks_like_path:
+    if spec in STARTERS and not looks_like_path(spec):
         starter = get_starter(spec)
         present = "installed" if is_present(starter) else f"missing: {starter.install}"
         facts = [("starter", f"{starter.description} ({present})")]
         return Inspection(spec, f"starter dataset ({starter.modality})", starter.task, facts)
     path = Path(spec)
     if not path.exists():
-        if not looks_like_path:
+        if not looks_like_path(spec):
             get_starter(spec)  # an unknown name: raises with the close matches
         raise ValueError(f"data path '{spec}' does not exist.")
     if path.is_dir():

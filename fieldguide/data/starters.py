@@ -344,6 +344,20 @@ def unknown_starter_message(name: str) -> str:
     return unknown("starter", name, known, fallback)
 
 
+# Files that `load_data` reads by their suffix; a spec ending so is a path, never a starter.
+DATA_SUFFIXES = (".csv", ".txt", ".npz")
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether `spec` names a file or folder rather than a starter."""
+    return (
+        os.sep in spec
+        or "/" in spec
+        or spec.startswith(".")
+        or spec.lower().endswith(DATA_SUFFIXES)
+    )
+
+
 def get_starter(name: str) -> Starter:
     """The registry entry for starter `name`, or a ValueError that lists close matches."""
     if not isinstance(name, str):
