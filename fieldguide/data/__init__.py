@@ -280,6 +280,15 @@ def load_data(
 
             load = load_text_folder if kind == "text" else load_text_stream
             return load(spec, **fractions)
+        from fieldguide.data.sequence_files import is_sequence_folder, load_sequence_folder
+
+        if is_sequence_folder(spec):  # class sub-folders of CSV files: sequences
+            if image_size is not None:
+                raise ValueError(
+                    f"load_data got image_size={image_size} for sequence folder '{spec}'; "
+                    f"image_size applies only to image folders, so leave it out."
+                )
+            return load_sequence_folder(spec, **fractions)
         from fieldguide.data.image_folder import load_image_folder
 
         return load_image_folder(spec, image_size=image_size, **fractions)
@@ -300,9 +309,17 @@ def load_data(
                 f"applies only to image folders, so leave it out."
             )
         from fieldguide.data.csv_read import is_series_csv
+        from fieldguide.data.pairs_csv import is_pairs_csv, load_pairs_csv
         from fieldguide.data.series_csv import load_series_csv
         from fieldguide.data.tabular import load_csv
 
+        if task == "auto" and is_pairs_csv(spec, target):  # source and target text: seq2seq
+            if season is not None:
+                raise ValueError(
+                    f"load_data got season={season} for '{spec}', which holds text pairs, not "
+                    f"a time series; leave season out."
+                )
+            return load_pairs_csv(spec, target=target, **fractions)
         if task == "forecasting" or (task == "auto" and is_series_csv(spec, target)):
             return load_series_csv(spec, target=target, season=season, **fractions)
         if season is not None:
@@ -311,6 +328,16 @@ def load_data(
                 f"time series; leave season out, or pass task='forecasting'."
             )
         return load_csv(spec, target=target, task=task, **fractions)
+    if spec.lower().endswith(".npz"):
+        for arg, value in (("target", target), ("image_size", image_size)):
+            if value is not None:
+                raise ValueError(
+                    f"load_data got {arg}={value!r} for NPZ file '{spec}'; {arg} applies only "
+                    f"to {'.csv files' if arg == 'target' else 'image folders'}, so leave it out."
+                )
+        from fieldguide.data.sequence_files import load_sequence_npz
+
+        return load_sequence_npz(spec, **fractions)
     raise ValueError(
         f"data path '{spec}' is neither a folder of class sub-folders nor a .csv file; "
         f"give one of those or a starter name such as 'digits'."
