@@ -79,7 +79,7 @@ def test_new_rows_with_gaps_and_unseen_categories_are_handled(iris_run, tmp_path
     assert any("training median: {'sepal_length': 1}" in n for n in predictions.notes)
     assert any("encoded as none: {'site': 1}" in n for n in predictions.notes)
     # Unseen "east" encodes as no site at all, as a missing site does.
-    x, _, _ = run.prepare(new)
+    x = run.prepare(new)[0]["x"]
     site = x[:, -2:]
     assert site[1].tolist() == [0.0, 0.0] and site[2].tolist() == [0.0, 0.0]
 
@@ -103,8 +103,8 @@ def test_the_cli_writes_predictions_and_refuses_other_columns(iris_run, tmp_path
 def test_runs_of_other_kinds_and_damaged_files_are_one_sentence(iris_run, tmp_path):
     _, _, run_dir = iris_run
     run = fieldguide.load_run(run_dir)
-    run.preprocessing = {**run.preprocessing, "task": "node-classification"}
-    with pytest.raises(ValueError, match="predict handles runs trained on a CSV table so far"):
+    run.preprocessing = {**run.preprocessing, "task": "node-classification", "data": {}}
+    with pytest.raises(ValueError, match="predict handles runs trained on a CSV table, an image"):
         run.predict(tmp_path / "x.csv")
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -113,3 +113,55 @@ def test_runs_of_other_kinds_and_damaged_files_are_one_sentence(iris_run, tmp_pa
     (copy / "preprocessing.json").write_text("{not json")
     with pytest.raises(ValueError, match="preprocessing.json is damaged: it is not JSON"):
         fieldguide.load_run(copy)
+
+
+def test_image_folder_runs_predict_new_images_with_the_training_statistics(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, level in (("dark", 60), ("light", 190)):
+        (tmp_path / "img" / name).mkdir(parents=True)
+        for i in range(12):  # synthetic 8x8 grey squares, noisy
+            pixels = np.clip(rng.normal(level, 25, (8, 8)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "img" / name / f"{i:02d}.png")
+    folder = str(tmp_path / "img")
+    result = train("mlp-small", folder, runs_dir=tmp_path / "runs", progress="quiet", epochs=2)
+    run = fieldguide.load_run(result.run_dir)
+    inputs, ids, _ = run.prepare(folder)
+    assert ids[0] == "dark/00.png" and len(ids) == 24
+    data = load_data(folder)  # the training reader: same files, same order, same statistics
+    train_rows = stratified_split(np.repeat([0, 1], 12), 0, 0.15, 0.15)[0]
+    assert torch.allclose(inputs["x"][train_rows], data.train.x, atol=1e-6)
+    predictions = run.predict(tmp_path / "img" / "light" / "03.png")
+    with torch.no_grad():
+        index = ids.index("light/03.png")
+        probs = run.model(inputs["x"][index : index + 1].flatten(1)).softmax(-1)[0]
+    assert predictions.ids == ["03.png"]
+    assert predictions.rows[0][1:] == pytest.approx(probs.tolist(), abs=1e-6)
+
+
+def test_text_runs_predict_new_texts(tmp_path):
+    good = ["a warm and funny film", "sharp, moving and well acted"]
+    bad = ["a dull and tired mess", "slow, flat and far too long"]
+    rows = [
+        [f"{(good if i % 2 else bad)[i % 2]} take {i}", "good" if i % 2 else "bad"]
+        for i in range(40)
+    ]
+    path = write_rows(tmp_path / "reviews.csv", ["text", "label"], rows)
+    result = train(
+        "bert-tiny", str(path), runs_dir=tmp_path / "runs", progress="quiet", max_steps=2
+    )
+    run = fieldguide.load_run(result.run_dir)
+    new = write_rows(tmp_path / "new.csv", ["text"], [["a warm and funny film, truly"], ["flat"]])
+    predictions = run.predict(new)
+    assert predictions.ids == [2, 3] and predictions.columns[0] == "prediction"
+    inputs, _, _ = run.prepare(path)
+    data = load_data(str(path))
+    train_rows = stratified_split(
+        np.array([r[1] == "good" for r in rows], dtype=np.int64), 0, 0.15, 0.15
+    )[0]
+    width = data.train.x.shape[1]
+    assert torch.equal(inputs["x"][train_rows][:, :width], data.train.x)
+    missing = write_rows(tmp_path / "other.csv", ["review"], [["some text here"]])
+    with pytest.raises(ValueError, match="has no column 'text', the text the run was trained on"):
+        run.predict(missing)

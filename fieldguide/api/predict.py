@@ -6,8 +6,9 @@ the training rows). `Run.predict(path)` prepares new inputs with those, never wi
 the new data, so there is no train/predict skew, and returns one prediction per input beside its
 identifier (a CSV row number).
 
-Today: runs trained on a CSV table (classification or regression). Other kinds are refused in
-one sentence that says so.
+Today: runs trained on a CSV table (classification or regression), on an image folder (new
+images: a folder, searched recursively, or one file) and on a CSV of texts and labels. Other
+kinds are refused in one sentence that says so.
 """
 
 from __future__ import annotations
@@ -66,34 +67,40 @@ class Run:
         """The task the run trained for, such as "classification" or "regression"."""
         return self.preprocessing["task"]
 
-    def prepare(self, path: str | os.PathLike[str]) -> tuple[torch.Tensor, list[int], dict]:
-        """The model's input tensor for the inputs in `path`, their ids and preparation notes."""
-        from fieldguide.data.tabular import transform_rows
+    def prepare(self, path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], list, dict]:
+        """The model's inputs for the inputs in `path` (by argument name), their ids and notes.
 
+        "x" is the first positional input; any other key is passed by name (a padding mask).
+        """
         data = self.preprocessing["data"]
-        if self.task not in ("classification", "regression") or "columns" not in data:
+        reader = READERS.get(data.get("reader", ""))
+        if reader is None:
             raise ValueError(
-                f"predict handles runs trained on a CSV table so far; {self.run_dir} is a "
-                f"{self.task} run (use `fieldguide generate` for language models)."
+                f"predict handles runs trained on a CSV table, an image folder or a CSV of "
+                f"texts so far; {self.run_dir} is a {self.task} run on other data (use "
+                f"`fieldguide generate` for language models)."
             )
-        if not str(path).lower().endswith(".csv"):
-            raise ValueError(
-                f"predict expects --data as a .csv file with the run's columns, as the run was "
-                f"trained on a CSV table; got '{path}'."
-            )
-        x, ids, notes = transform_rows(path, data)
-        return torch.from_numpy(x), ids, notes
+        return reader(Path(path), data)
 
     @torch.no_grad()
-    def predict(self, path: str | os.PathLike[str], batch_size: int = 1024) -> Predictions:
+    def predict(self, path: str | os.PathLike[str], batch_size: int = 256) -> Predictions:
         """Predictions for every input in `path`, prepared as the training inputs were.
 
         Classification gives the most likely class and one probability per class; regression
         gives the value in the target's units.
         """
-        x, ids, notes = self.prepare(path)
+        from fieldguide.tasks.base import reads
+
+        inputs, ids, notes = self.prepare(path)
         self.model.eval()
-        outputs = torch.cat([self.model(chunk) for chunk in x.split(batch_size)]) if len(x) else x
+        parts = []
+        for start in range(0, len(ids), batch_size):
+            batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
+            x = batch.pop("x")
+            if reads(self.model) == "vectors" and x.ndim > 2:
+                x = x.flatten(1)  # an MLP reads images as their pixels, as in training
+            parts.append(self.model(x, **batch))
+        outputs = torch.cat(parts) if parts else torch.zeros(0, 1)
         said = _notes(notes)
         if self.task == "regression":
             state = self.preprocessing["task_state"]
@@ -103,6 +110,77 @@ class Run:
         probs = outputs.float().softmax(-1)
         rows = [[classes[int(p.argmax())], *(round(v, 6) for v in p.tolist())] for p in probs]
         return Predictions(ids, ["prediction", *(f"p({c})" for c in classes)], rows, said)
+
+
+def _table(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]:
+    """New rows of a CSV table, with the training statistics and categories."""
+    from fieldguide.data.tabular import transform_rows
+
+    _expect_suffix(path, ".csv", "a .csv file with the run's columns")
+    x, ids, notes = transform_rows(path, data)
+    return {"x": torch.from_numpy(x)}, ids, notes
+
+
+def _images(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]:
+    """New images: one file, or every image under a folder, read as the training images were."""
+    import numpy as np
+
+    from fieldguide.data.image_folder import IMAGE_SUFFIXES, _open, _to_array
+
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        ids = [str(p.relative_to(path)) for p in files]
+    else:
+        _expect_suffix(path, tuple(IMAGE_SUFFIXES), "an image file or a folder of images")
+        files, ids = [path], [path.name]
+    if not files:
+        raise ValueError(f"predict found no images in {path}; expected files such as *.png.")
+    size, mean, std = data["image_size"], data["mean"], data["std"]
+    arrays = [_to_array(_open(f), data["rgb"], size) for f in files]  # (C, H, W) in [0, 1]
+    shapes = {a.shape for a in arrays}
+    expected = (len(mean), *arrays[0].shape[1:]) if size else None
+    if len(shapes) > 1 or (expected and arrays[0].shape != expected):
+        raise ValueError(
+            f"predict got images of sizes {sorted(s[1:] for s in shapes)} in {path}; the run "
+            f"was trained on one size and no image_size, so give images of that size."
+        )
+    x = np.stack(arrays)
+    x = (x - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
+    return {"x": torch.from_numpy(x.astype(np.float32))}, ids, {}
+
+
+def _texts(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]:
+    """New texts from the run's text column of a CSV, as byte tokens cut as in training."""
+    from fieldguide.data.csv_read import read_csv_rows
+    from fieldguide.data.tokenizer import ByteTokenizer
+
+    _expect_suffix(path, ".csv", f"a .csv file with a '{data['text_column']}' column")
+    header, rows, lines = read_csv_rows(path)
+    if data["text_column"] not in header:
+        raise ValueError(
+            f"CSV file {path} has no column '{data['text_column']}', the text the run was "
+            f"trained on; its columns are {header}."
+        )
+    j = header.index(data["text_column"])
+    texts = [row[j] for row in rows]
+    empty = next((line for text, line in zip(texts, lines, strict=True) if not text), None)
+    if empty is not None:
+        raise ValueError(f"CSV file {path} row {empty} has an empty text; fill it or remove it.")
+    ids, lengths = ByteTokenizer().batch_encode(texts, data["max_len"])  # (N, T), (N,)
+    mask = torch.arange(ids.shape[1])[None, :] < lengths[:, None]  # True at real bytes
+    return {"x": ids, "padding_mask": mask}, lines, {}
+
+
+def _expect_suffix(path: Path, suffixes: str | tuple[str, ...], what: str) -> None:
+    if not str(path).lower().endswith(suffixes):
+        raise ValueError(f"predict expects --data as {what}, as the run was trained; got '{path}'.")
+
+
+READERS = {"csv-table": _table, "image-folder": _images, "csv-text": _texts}
 
 
 def _notes(notes: dict) -> list[str]:

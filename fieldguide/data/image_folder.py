@@ -135,7 +135,7 @@ def load_image_folder(
     channels, height, width = x.shape[1:]
     kind = "RGB" if rgb else "grayscale"
     resized = f", resized to {image_size}x{image_size}" if image_size is not None else ""
-    return image_data(
+    data = image_data(
         x,
         y,
         splits,
@@ -146,3 +146,6 @@ def load_image_folder(
             f"{resized}, {len(names)} classes"
         ),
     )
+    # What predict needs to read new images the same way: colour, size, the channel statistics.
+    data.preprocessing |= {"reader": "image-folder", "rgb": rgb, "image_size": image_size}
+    return data

@@ -157,9 +157,13 @@ def load_csv(
 
     # 3. Features, column by column, with every statistic taken from the train rows.
     x, feature_names, preprocessing = _features(header, rows, lines, t, splits[0], path)
-    preprocessing = {"target": target_name, "task": {"kind": kind, "reason": reason}} | (
-        preprocessing
-    )
+    task_note = {"kind": kind, "reason": reason}
+    preprocessing = {
+        "reader": "csv-table",
+        "target": target_name,
+        "task": task_note,
+        **preprocessing,
+    }
     counts = preprocessing.pop("column_counts")
     name = safe_name(path.stem)
     if kind == "regression":
@@ -224,6 +228,7 @@ def _text_data(
             f"{len(classes)} classes of '{header[t]}'"
         ),
         preprocessing={
+            "reader": "csv-text",
             "target": header[t],
             "task": {"kind": "text classification", "reason": f"'{header[text]}' is free text"},
             "text_column": header[text],
