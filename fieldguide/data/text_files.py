@@ -58,8 +58,8 @@ def folder_kind(path: str | os.PathLike[str]) -> str:
     """How `load_data` reads folder `path`: "text", "stream" or "images".
 
     - "text": sub-folders hold .txt files and no images: text classification.
-    - "stream": no sub-folder holds .txt files or images, and the folder itself holds .txt
-      files and no images: one text for a language model.
+    - "stream": no sub-folder holds any file, and the folder itself holds .txt files and no
+      images: one text for a language model (a README.txt beside class folders is not one).
     - "images": everything else, read by `fieldguide.data.image_folder`, which names what is
       missing; a few .txt files among the images of every class (notes, captions) are
       ignored there, as before.
@@ -73,6 +73,9 @@ def folder_kind(path: str | os.PathLike[str]) -> str:
     per_class = {f: (_texts(_visible(f)), _images(_visible(f))) for f in folders}
     texts = [t for ts, _ in per_class.values() for t in ts]
     images = [i for _, is_ in per_class.values() for i in is_]
+    other = any(p.is_file() for f in folders for p in _visible(f))  # sequences, say
+    if not texts and not images and other:
+        return "images"  # not text; the sequence and image readers say what it is
     if not texts and not images:  # no class sub-folders: the folder's own files
         texts, images = _texts(_visible(root)), _images(_visible(root))
         if texts and images:

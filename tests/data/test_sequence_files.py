@@ -208,3 +208,15 @@ def test_ragged_object_arrays_are_refused_not_unpickled(tmp_path):
         load_data(str(tmp_path / "text.npz"))
     with pytest.raises(ValueError, match="target applies only to .csv files"):
         load_data(str(tmp_path / "ragged.npz"), target="y")
+
+
+def test_a_readme_beside_the_class_folders_keeps_it_a_sequence_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "rec" / label).mkdir(parents=True)
+        for i in range(8):  # synthetic: 5 steps of 2 channels
+            rows = "\n".join(",".join(f"{v:.3f}" for v in rng.normal(size=2)) for _ in range(5))
+            (tmp_path / "rec" / label / f"{i}.csv").write_text("c0,c1\n" + rows + "\n")
+    (tmp_path / "rec" / "README.txt").write_text("recordings of two kinds, one file each\n")
+    data = load_data(str(tmp_path / "rec"))
+    assert data.modality == "sequences" and data.input_shape == (5, 2)
