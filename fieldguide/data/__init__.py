@@ -339,8 +339,8 @@ def load_data(
 
         return load_sequence_npz(spec, **fractions)
     raise ValueError(
-        f"data path '{spec}' is neither a folder of class sub-folders nor a .csv file; "
-        f"give one of those or a starter name such as 'digits'."
+        f"data path '{spec}' is not a folder, a .csv, .txt or .npz file; give one of those "
+        f"(`fieldguide data inspect PATH` says what a path holds) or a starter such as 'digits'."
     )
 
 

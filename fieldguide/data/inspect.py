@@ -78,6 +78,13 @@ def _inspect_csv(path: Path, target: str | None) -> Inspection:
     facts = [("size", f"{len(rows):,} rows, {len(header)} columns")]
     facts.append(("columns", ", ".join(f"{n} ({types[n]})" for n in header)))
     facts.append(("missing", ", ".join(f"{n} {c:,}" for n, c in missing.items()) or "none"))
+    from fieldguide.data.pairs_csv import find_pair  # torch-free, like csv_read
+
+    pair = find_pair(header, rows, target)
+    if pair is not None:
+        s, t = pair
+        facts.append(("pairs", f"source '{header[s]}' -> target '{header[t]}', byte tokens"))
+        return Inspection(shown, "CSV of text pairs", "seq2seq", facts, auto_model("seq2seq", ()))
     if is_series_csv(path, target):
         t = find_time_column(header, rows)
         types[header[t]] = "time"

@@ -11,6 +11,7 @@ from sklearn.datasets import load_diabetes, load_iris
 
 from fieldguide.data import load_data
 from fieldguide.data.inspect import inspect_data
+from fieldguide.data.text import make_date_pairs
 from fieldguide.tasks import make_task
 
 
@@ -37,7 +38,9 @@ def tables(tmp_path):
     series = write_rows(
         tmp_path / "daily.csv", ["date", "v"], [[d, i % 7 + i * 0.1] for i, d in enumerate(days)]
     )
-    return diabetes, flowers, series
+    # synthetic date-rewriting pairs, as the dates starter makes them
+    pairs = write_rows(tmp_path / "pairs.csv", ["source", "target"], make_date_pairs(120))
+    return diabetes, flowers, series, pairs
 
 
 def test_inspect_says_what_training_does(tables):
@@ -45,7 +48,8 @@ def test_inspect_says_what_training_does(tables):
         found = inspect_data(str(path))
         task = make_task(load_data(str(path)))  # the reader and the task registry agree
         assert found.task == task.name, path
-    diabetes, flowers, series = (inspect_data(str(p)) for p in tables)
+    diabetes, flowers, series, pairs = (inspect_data(str(p)) for p in tables)
+    assert pairs.kind == "CSV of text pairs" and pairs.model[0] == "t5-tiny"
     facts = dict(diabetes.facts)
     assert diabetes.kind == "CSV table" and facts["size"] == "442 rows, 11 columns"
     assert "from 25 to 346: the target holds 214 distinct integers" in facts["target"]

@@ -35,7 +35,7 @@ def test_missing_paths_say_so(tmp_path):
 def test_other_file_types_are_refused(tmp_path):
     path = tmp_path / "table.tsv"
     path.write_text("a\tb\n")
-    with pytest.raises(ValueError, match="neither a folder of class sub-folders nor a .csv file"):
+    with pytest.raises(ValueError, match="is not a folder, a .csv, .txt or .npz file"):
         load_data(str(path))
 
 
