@@ -165,3 +165,33 @@ def test_text_runs_predict_new_texts(tmp_path):
     missing = write_rows(tmp_path / "other.csv", ["review"], [["some text here"]])
     with pytest.raises(ValueError, match="has no column 'text', the text the run was trained on"):
         run.predict(missing)
+
+
+def test_series_runs_forecast_the_steps_after_the_last_row(tmp_path):
+    from fieldguide.tasks.forecasting import ForecastingTask
+
+    days = np.arange(120)
+    values = 10 + np.sin(2 * np.pi * days / 7) + 0.05 * days  # synthetic: weekly cycle + trend
+    dates = [f"{np.datetime64('2024-01-01') + int(d)}" for d in days]
+    path = write_rows(
+        tmp_path / "daily.csv", ["date", "sales"], list(zip(dates, values.tolist(), strict=True))
+    )
+    result = train("tcn-small", str(path), runs_dir=tmp_path / "runs", progress="quiet", epochs=2)
+    run = fieldguide.load_run(result.run_dir)
+    predictions = run.predict(path)
+    horizon = run.preprocessing["task_state"]["horizon"]
+    assert predictions.id_name == "date" and predictions.columns == ["sales"]
+    assert predictions.ids[0] == "2024-04-30" and len(predictions.ids) == horizon == 7
+    # The task's own forecast of the last window, in units: what training would have said.
+    task = ForecastingTask(load_data(str(path)))
+    last = task.series[-task.context :][None]  # (1, L, 1), scaled with the training statistics
+    with torch.no_grad():
+        expected = task.to_units(task.forecast(run.model.eval(), last))[0, :, 0]
+    got = torch.tensor([row[0] for row in predictions.rows], dtype=torch.float64)
+    assert torch.allclose(got, expected, rtol=1e-5)
+    assert predictions.to_csv().splitlines()[0] == "date,sales"
+    short = write_rows(
+        tmp_path / "short.csv", ["date", "sales"], [[dates[0], 1.0], [dates[1], 2.0]]
+    )
+    with pytest.raises(ValueError, match="has 2 steps; the run reads the last 28"):
+        run.predict(short)

@@ -8,7 +8,8 @@ identifier (a CSV row number).
 
 Today: runs trained on a CSV table (classification or regression), on an image folder (new
 images: a folder, searched recursively, or one file) and on a CSV of texts and labels. Other
-kinds are refused in one sentence that says so.
+kinds are refused in one sentence that says so. A series run forecasts the `horizon` steps after
+the last row of a series CSV, with the time stamps continued.
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ class Predictions:
     columns: list[str]
     rows: list[list[Any]]
     notes: list[str] = field(default_factory=list)
+    id_name: str = "row"  # what the ids are: CSV row numbers, files, or the forecast's times
 
     def to_csv(self) -> str:
         """The predictions as CSV text: an id column, then `columns`."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["row", *self.columns])
+        writer.writerow([self.id_name, *self.columns])
         for identifier, row in zip(self.ids, self.rows, strict=True):
             writer.writerow([identifier, *row])
         return out.getvalue()
@@ -91,6 +93,8 @@ class Run:
         """
         from fieldguide.tasks.base import reads
 
+        if self.preprocessing["data"].get("reader") == "csv-series":  # the future, not rows
+            return self._forecast(path)
         inputs, ids, notes = self.prepare(path)
         self.model.eval()
         parts = []
@@ -102,14 +106,70 @@ class Run:
             parts.append(self.model(x, **batch))
         outputs = torch.cat(parts) if parts else torch.zeros(0, 1)
         said = _notes(notes)
+        id_name = "file" if self.preprocessing["data"]["reader"] == "image-folder" else "row"
         if self.task == "regression":
             state = self.preprocessing["task_state"]
             values = outputs[:, 0].double() * state["target_std"] + state["target_mean"]
-            return Predictions(ids, ["prediction"], [[v] for v in values.tolist()], said)
+            rows = [[v] for v in values.tolist()]
+            return Predictions(ids, ["prediction"], rows, said, id_name=id_name)
         classes = self.preprocessing["classes"]
         probs = outputs.float().softmax(-1)
         rows = [[classes[int(p.argmax())], *(round(v, 6) for v in p.tolist())] for p in probs]
-        return Predictions(ids, ["prediction", *(f"p({c})" for c in classes)], rows, said)
+        columns = ["prediction", *(f"p({c})" for c in classes)]
+        return Predictions(ids, columns, rows, said, id_name=id_name)
+
+    def _forecast(self, path: str | os.PathLike[str]) -> Predictions:
+        """The next `horizon` steps after the last row of a series CSV, time stamps continued.
+
+        The last `context` rows are scaled with the training mean and std, read relative to the
+        last value when the run anchored its windows (as in training), and the forecast is
+        mapped back to the series' units.
+        """
+        from datetime import timedelta
+
+        import numpy as np
+
+        from fieldguide.data.csv_read import timestamp
+        from fieldguide.data.series_csv import read_series
+        from fieldguide.tasks.base import reads
+
+        data, state = self.preprocessing["data"], self.preprocessing["task_state"]
+        _expect_suffix(Path(path), ".csv", "a .csv series with the run's time and value columns")
+        read = read_series(path)
+        columns = [c for c in read.columns if c in data["columns"]]
+        if columns != data["columns"]:
+            raise ValueError(
+                f"CSV file {path} has value columns {read.columns}; the run forecasts "
+                f"{data['columns']}, so give those (other columns are not read)."
+            )
+        values = np.stack([read.blocks[read.columns.index(c)] for c in columns], axis=1)
+        context, horizon = state["context"], state["horizon"]
+        if len(values) < context:
+            raise ValueError(
+                f"CSV file {path} has {len(values)} steps; the run reads the last {context} to "
+                f"forecast, so give at least that many rows."
+            )
+        mean = torch.tensor(state["mean"], dtype=torch.float64)
+        std = torch.tensor(state["std"], dtype=torch.float64)
+        window = torch.from_numpy(values[-context:])
+        x = ((window - mean) / std).float()[None]  # (1, L, C), scaled as in training
+        anchor = x[:, -1:, :] if state["anchor"] else torch.zeros_like(x[:, -1:, :])
+        relative = x - anchor
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model(relative.flatten(1) if reads(self.model) == "vectors" else relative)
+        z = out.view(1, horizon, len(columns)) + anchor  # (1, H, C)
+        forecast = (z[0].double() * std + mean).tolist()  # (H, C) in the series' units
+        last, step = read.rows[-1][read.time_index], data["step_value"]
+        if data["dated"]:
+            start = timestamp(last)
+            ids = [(start + timedelta(days=step * (h + 1))).isoformat() for h in range(horizon)]
+            ids = [i.removesuffix("T00:00:00") for i in ids]
+        else:
+            ids = [f"{float(last) + step * (h + 1):g}" for h in range(horizon)]
+        notes = [f"filled by interpolation: {read.filled}"] if read.filled else []
+        time_name = read.header[read.time_index]
+        return Predictions(ids, list(columns), forecast, notes, id_name=time_name)
 
 
 def _table(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]:

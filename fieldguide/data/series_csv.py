@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -73,26 +74,21 @@ def guess_season(step_days: float | None) -> tuple[int, str]:
     return 1, "1 step"
 
 
-def load_series_csv(
-    path: str | os.PathLike[str],
-    *,
-    target: str | None = None,
-    seed: int = 0,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    season: int | None = None,
-) -> SeriesData:
-    """Read the user's time series CSV, cut chronologically into train, validation and test.
+@dataclass
+class SeriesRead:
+    """A series CSV read and checked, before any cut: what training and predict share."""
 
-    Args:
-        path: The .csv file (see the module docstring for its layout).
-        target: The column to forecast; by default every value column.
-        seed: Not used: a chronological cut has nothing random.
-        val_fraction: Share of the steps, just before the test steps, for validation.
-        test_fraction: Share of the steps, at the end, for test.
-        season: Seasonal period in steps; by default guessed from the time step.
-    """
-    del seed
+    header: list[str]
+    rows: list[list[str]]
+    time_index: int
+    times: np.ndarray  # days since the first row (ISO dates) or the numbers themselves
+    columns: list[str]
+    blocks: list[np.ndarray]  # one filled value column each, float64 (T,)
+    filled: dict[str, int]  # cells filled by interpolation, per column
+
+
+def read_series(path: str | os.PathLike[str], target: str | None = None) -> SeriesRead:
+    """Read a series CSV: the time column checked increasing, value cells filled, no cut."""
     path = Path(path)
     header, rows, lines = read_csv_rows(path)
     t = find_time_column(header, rows)
@@ -129,6 +125,42 @@ def load_series_csv(
         if n:
             filled[name] = n
 
+    return SeriesRead(header, rows, t, times, columns, blocks, filled)
+
+
+def load_series_csv(
+    path: str | os.PathLike[str],
+    *,
+    target: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    season: int | None = None,
+) -> SeriesData:
+    """Read the user's time series CSV, cut chronologically into train, validation and test.
+
+    Args:
+        path: The .csv file (see the module docstring for its layout).
+        target: The column to forecast; by default every value column.
+        seed: Not used: a chronological cut has nothing random.
+        val_fraction: Share of the steps, just before the test steps, for validation.
+        test_fraction: Share of the steps, at the end, for test.
+        season: Seasonal period in steps; by default guessed from the time step.
+    """
+    del seed
+    path = Path(path)
+    read = read_series(path, target)
+    header, rows, t, times, columns, blocks, filled = (
+        read.header,
+        read.rows,
+        read.time_index,
+        read.times,
+        read.columns,
+        read.blocks,
+        read.filled,
+    )
+    time_name = header[t]
+
     # 2. The step, gaps and season.
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
     dated = timestamp(rows[0][t]) is not None
@@ -151,6 +183,10 @@ def load_series_csv(
         )
     first, last = rows[0][t], rows[-1][t]
     notes = {
+        "reader": "csv-series",
+        "columns": columns,
+        "dated": dated,  # ISO dates (step in days) or plain numbers
+        "step_value": step,
         "time_column": time_name,
         "first_step": first,
         "step": step_words if dated else f"{step:g}",

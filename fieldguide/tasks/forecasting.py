@@ -245,6 +245,16 @@ class ForecastingTask(Task):
         """The z-scored forecasts (B, H, C) of one batch of windows."""
         return self.forecast(model, batch[0])
 
+    def state(self) -> dict[str, Any]:
+        """The training scaling per column and the window sizes, for forecasting new series."""
+        return {
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "context": self.context,
+            "horizon": self.horizon,
+            "anchor": self.anchor,
+        }
+
     def to_units(self, z: Tensor) -> Tensor:
         """Z-scored values (..., C) back in the series' units, float64."""
         return z.double() * self.std + self.mean
