@@ -189,7 +189,8 @@ def train(
     run.data.check_applies()
     data_obj, task, net, run, reason = _load(run)
 
-    notes = [f"model auto chose {run.model}: {reason}."] if reason else []
+    notes = [f"{task.name} on {data_obj.description}."]  # what the data was read as
+    notes += [f"model auto chose {run.model}: {reason}."] if reason else []
     notes += data_notes(data_obj)
     shown = Progress(progress)
     if resume is None:
