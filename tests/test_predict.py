@@ -1,6 +1,5 @@
 """`fieldguide predict` / `load_run(...).predict`: new rows, the run's own preprocessing."""
 
-import csv
 import subprocess
 import sys
 
@@ -13,14 +12,7 @@ import fieldguide
 from fieldguide.api import train
 from fieldguide.data import load_data
 from fieldguide.data.base import stratified_split
-
-
-def write_rows(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+from tests.data.helpers import write_rows
 
 
 @pytest.fixture(scope="module")

@@ -22,3 +22,14 @@ def load_starter(name: str, **kwargs):
     """`load_data(name)` after `require_starter(name)`."""
     require_starter(name)
     return load_data(name, **kwargs)
+
+
+def write_rows(path, header, rows):
+    """Write `rows` under `header` as a CSV file at `path`, and return the path."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path

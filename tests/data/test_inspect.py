@@ -1,6 +1,5 @@
 """`fieldguide data inspect`: what a path holds, decided as training decides, without torch."""
 
-import csv
 import subprocess
 import sys
 
@@ -13,14 +12,7 @@ from fieldguide.data import load_data
 from fieldguide.data.inspect import inspect_data
 from fieldguide.data.text import make_date_pairs
 from fieldguide.tasks import make_task
-
-
-def write_rows(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+from tests.data.helpers import write_rows
 
 
 @pytest.fixture

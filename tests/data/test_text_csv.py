@@ -1,7 +1,5 @@
 """A CSV of texts and their labels: text classification on byte tokens, majority baseline."""
 
-import csv
-
 import pytest
 import torch
 
@@ -12,15 +10,7 @@ from fieldguide.data.text import read_rotten_tomatoes
 from fieldguide.data.tokenizer import ByteTokenizer
 from fieldguide.tasks import make_task
 from fieldguide.tasks.text_classification import TextClassificationTask
-from tests.data.helpers import require_starter
-
-
-def write_rows(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+from tests.data.helpers import require_starter, write_rows
 
 
 def synthetic_reviews(path, n=60):

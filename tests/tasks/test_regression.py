@@ -1,7 +1,5 @@
 """Regression on CSV tables: the task decision, z-scored training, metrics in units, baselines."""
 
-import csv
-
 import numpy as np
 import pytest
 import torch
@@ -15,14 +13,7 @@ from fieldguide.data.base import ClassificationData, RegressionData
 from fieldguide.data.tabular import decide_task, load_csv
 from fieldguide.tasks import make_task
 from fieldguide.tasks.regression import RegressionTask, regression_metrics
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+from tests.data.helpers import write_rows
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def diabetes_csv(tmp_path_factory):
     """scikit-learn's bundled diabetes table (442 rows, 10 features), written as a CSV."""
     d = load_diabetes()
     rows = [[*x, y] for x, y in zip(d.data.tolist(), d.target.tolist(), strict=True)]
-    return write_csv(
+    return write_rows(
         tmp_path_factory.mktemp("diabetes") / "diabetes.csv", [*d.feature_names, "target"], rows
     )
 
@@ -59,10 +50,10 @@ def test_a_numeric_csv_target_loads_as_regression(diabetes_csv):
 
 def test_task_overrides_the_decision_and_bad_targets_are_one_sentence(tmp_path):
     rows = [[i, i % 3] for i in range(60)]
-    path = write_csv(tmp_path / "codes.csv", ["x", "target"], rows)
+    path = write_rows(tmp_path / "codes.csv", ["x", "target"], rows)
     assert isinstance(load_csv(path), ClassificationData)
     assert isinstance(load_csv(path, task="regression"), RegressionData)
-    labels = write_csv(
+    labels = write_rows(
         tmp_path / "labels.csv", ["x", "target"], [[i, "ab"[i % 2]] for i in range(40)]
     )
     with pytest.raises(ValueError, match="row 2 has 'a' in target column 'target'; regression"):
@@ -116,7 +107,7 @@ def test_baselines_are_the_training_mean_and_least_squares(diabetes_csv):
 
 def test_a_constant_target_is_refused(tmp_path):
     rows = [[i, 7.5] for i in range(40)]
-    data = load_csv(write_csv(tmp_path / "flat.csv", ["x", "target"], rows), task="regression")
+    data = load_csv(write_rows(tmp_path / "flat.csv", ["x", "target"], rows), task="regression")
     with pytest.raises(ValueError, match="takes one value \\(7.5\\) on every training row"):
         RegressionTask(data)
 
