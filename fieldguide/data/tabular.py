@@ -207,7 +207,7 @@ def _text_data(
     reason: str,
 ) -> ClassificationData:
     """Text classification data from the text column `text` (byte tokens, at most 256)."""
-    from fieldguide.data.text import ROTTEN_TOMATOES_MAX_LEN, encode_texts
+    from fieldguide.data.text import text_classification_data
 
     texts = [row[text] for row in rows]
     empty = next((line for value, line in zip(texts, lines, strict=True) if not value), None)
@@ -216,13 +216,12 @@ def _text_data(
             f"CSV file {path} row {empty} has an empty text in column '{header[text]}'; "
             f"fill it in or remove the row."
         )
-    parts, ids, cut = encode_texts(texts, y, splits, ROTTEN_TOMATOES_MAX_LEN)
-    return ClassificationData(
+    return text_classification_data(
+        texts,
+        y,
+        classes,
+        splits,
         name=safe_name(path.stem),
-        modality="text",
-        **parts,
-        classes=classes,
-        input_shape=(int(ids.shape[1]),),
         description=(
             f"CSV '{path.name}': {len(texts):,} texts of '{header[text]}' as byte tokens, "
             f"{len(classes)} classes of '{header[t]}'"
@@ -232,9 +231,6 @@ def _text_data(
             "target": header[t],
             "task": {"kind": "text classification", "reason": f"'{header[text]}' is free text"},
             "text_column": header[text],
-            "tokenizer": "UTF-8 bytes (ids 0..255), PAD=256, BOS=257, EOS=258",
-            "max_len": ROTTEN_TOMATOES_MAX_LEN,
-            "truncated": cut,
         },
     )
 

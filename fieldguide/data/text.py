@@ -168,6 +168,39 @@ def encode_texts(
     return parts, ids, int(truncated)
 
 
+def text_classification_data(
+    texts: list[str],
+    y: np.ndarray,
+    classes: list[str],
+    splits: tuple[np.ndarray, ...],
+    *,
+    name: str,
+    description: str,
+    max_len: int = ROTTEN_TOMATOES_MAX_LEN,
+    preprocessing: dict | None = None,
+) -> ClassificationData:
+    """Labelled texts as text-classification data: byte tokens per split, with lengths.
+
+    `preprocessing` gains the tokenizer, `max_len`, how many texts were cut and the padding.
+    """
+    parts, ids, truncated = encode_texts(texts, y, splits, max_len)
+    return ClassificationData(
+        name=name,
+        modality="text",
+        **parts,
+        classes=list(classes),
+        input_shape=(int(ids.shape[1]),),
+        description=description,
+        preprocessing={
+            **(preprocessing or {}),
+            "tokenizer": "UTF-8 bytes (ids 0..255), PAD=256, BOS=257, EOS=258",
+            "max_len": max_len,
+            "truncated": truncated,
+            "padding": "PAD after each text's last byte; Split.lengths holds the real bytes",
+        },
+    )
+
+
 def load_rotten_tomatoes(
     *,
     seed: int = 0,
@@ -193,24 +226,18 @@ def load_rotten_tomatoes(
     splits = stratified_split(
         y, seed, val_fraction, test_fraction, class_names=ROTTEN_TOMATOES_CLASSES
     )
-    parts, ids, truncated = encode_texts(texts, y, splits, max_len)
     counts = np.bincount(y, minlength=2)
-    return ClassificationData(
+    return text_classification_data(
+        texts,
+        y,
+        ROTTEN_TOMATOES_CLASSES,
+        splits,
         name="rotten-tomatoes",
-        modality="text",
-        **parts,
-        classes=list(ROTTEN_TOMATOES_CLASSES),
-        input_shape=(int(ids.shape[1]),),
         description=(
             f"Rotten Tomatoes: {len(y):,} real critic snippets ({counts[0]:,} fresh, "
             f"{counts[1]:,} rotten) as byte tokens, at most {max_len} bytes"
         ),
-        preprocessing={
-            "tokenizer": "UTF-8 bytes (ids 0..255), PAD=256, BOS=257, EOS=258",
-            "max_len": max_len,
-            "truncated": int(truncated),
-            "padding": "PAD after each snippet's last byte; Split.lengths holds the real bytes",
-        },
+        max_len=max_len,
     )
 
 

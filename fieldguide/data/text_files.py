@@ -30,7 +30,7 @@ from fieldguide.data.base import (
     stratified_split,
 )
 from fieldguide.data.image_folder import IMAGE_SUFFIXES
-from fieldguide.data.text import ROTTEN_TOMATOES_MAX_LEN, encode_texts
+from fieldguide.data.text import ROTTEN_TOMATOES_MAX_LEN, text_classification_data
 from fieldguide.data.tokenizer import VOCAB_SIZE, ByteTokenizer
 
 TEXT_SUFFIX = ".txt"
@@ -184,28 +184,24 @@ def load_text_folder(
     y = np.asarray(labels, dtype=np.int64)
     names = [name for name, _ in classes]
     splits = stratified_split(y, seed, val_fraction, test_fraction, class_names=names)
-    parts, ids, truncated = encode_texts(texts, y, splits, max_len)
     files_per_class = {name: len(files) for name, files in classes}
     counts = ", ".join(f"{n:,} {name}" for name, n in files_per_class.items())
-    return ClassificationData(
+    return text_classification_data(
+        texts,
+        y,
+        names,
+        splits,
         name=safe_name(root.resolve().name),
-        modality="text",
-        **parts,
-        classes=names,
-        input_shape=(int(ids.shape[1]),),
         description=(
             f"text folder '{root.name}': {len(texts):,} .txt files as byte tokens, at most "
             f"{max_len} bytes, {len(names)} classes ({counts})"
         ),
+        max_len=max_len,
         preprocessing={
             "source": "one example per .txt file, class = sub-folder name",
             "files_per_class": files_per_class,
             "bytes": sum(len(t.encode("utf-8")) for t in texts),
             "strip": "surrounding whitespace of each file removed",
-            "tokenizer": TOKENIZER,
-            "max_len": max_len,
-            "truncated": int(truncated),
-            "padding": "PAD after each text's last byte; Split.lengths holds the real bytes",
         },
     )
 
