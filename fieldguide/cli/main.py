@@ -30,6 +30,31 @@ _FLAG_OF = {"name": "--data"}
 EXIT_INTERRUPTED = 130
 
 
+# The layouts of the user's own data, for `fieldguide data --help`.
+DATA_FORMATS = """your own data (`fieldguide data inspect PATH` says how a path will be read):
+  table.csv          a header row, one row per example; the target is the column named
+                     target/label/class or --target; labels give classification, a numeric
+                     target with fractions or over 20 values (or --task regression) regression;
+                     numeric cells are z-scored, others one-hot; empty cells are filled and
+                     counted
+  series.csv         a time column (date, time, timestamp, ds, year, ... or ISO dates first)
+                     and numeric columns: forecasting; rows in increasing time, empty cells
+                     interpolated, gaps counted; --target picks one column, --season, --horizon
+                     and --context size the windows
+  texts.csv          one free-text column and a label column: text classification (bytes)
+  pairs.csv          source/target (or input/output, question/answer, prompt/response) text
+                     columns: seq2seq
+  images/CLASS/*.png one sub-folder of images per class: image classification
+  texts/CLASS/*.txt  one sub-folder of .txt files per class: text classification
+  book.txt           a .txt file, or a folder of .txt files: a byte-level language model
+  seqs/CLASS/*.csv   one sub-folder of CSV sequences per class (rows = steps, columns =
+                     channels), or one .npz with x (N, T, C) or flat x with lengths, and y:
+                     sequence classification
+  graph/             edges.csv (source, target[, weight]) and nodes.csv (id, features, label):
+                     node classification
+Every bad row, file or cell is one sentence naming it; nothing is written on failure."""
+
+
 def _flag(name: str) -> str:
     """The flag of a config field: `label_smoothing` is `--label-smoothing`."""
     return _FLAG_OF.get(name, "--" + name.replace("_", "-"))
@@ -174,7 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", default=None, help="write the predictions CSV here (default: stdout)"
     )
 
-    p = sub.add_parser("data", help="starter datasets")
+    p = sub.add_parser(
+        "data",
+        help="starter datasets, and what your own files hold",
+        description="Starter datasets, and the layouts `fieldguide train --data PATH` reads.",
+        epilog=DATA_FORMATS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     data_sub.add_parser("list", help="starter datasets: present or how to get them")
     q = data_sub.add_parser(
