@@ -187,3 +187,37 @@ def test_series_runs_forecast_the_steps_after_the_last_row(tmp_path):
     )
     with pytest.raises(ValueError, match="has 2 steps; the run reads the last 28"):
         run.predict(short)
+
+
+def test_sequence_folder_runs_predict_new_sequence_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for label, freq in (("slow", 1.0), ("fast", 3.0)):
+        (tmp_path / "seq" / label).mkdir(parents=True)
+        for i in range(12):  # synthetic: noisy sines of two frequencies, ragged lengths
+            steps = np.arange(10 + i % 4)
+            values = np.stack([np.sin(freq * steps / 3), rng.normal(size=len(steps))], axis=1)
+            write_rows(
+                tmp_path / "seq" / label / f"{i:02d}.csv", ["wave", "noise"], values.tolist()
+            )
+    folder = tmp_path / "seq"
+    result = train("gru", str(folder), runs_dir=tmp_path / "runs", progress="quiet", max_steps=3)
+    run = fieldguide.load_run(result.run_dir)
+    inputs, ids, _ = run.prepare(folder)
+    assert ids[0] == "fast/00.csv" and len(ids) == 24
+    data = load_data(str(folder))  # the training reader: same files, same scaling
+    train_rows = stratified_split(np.repeat([0, 1], 12), 0, 0.15, 0.15)[0]
+    assert torch.equal(inputs["lengths"][train_rows], data.train.lengths)
+    width = data.train.x.shape[1]
+    assert torch.allclose(inputs["x"][train_rows][:, :width], data.train.x, atol=1e-6)
+    one = run.predict(folder / "slow" / "05.csv")
+    index = ids.index("slow/05.csv")
+    with torch.no_grad():
+        length = inputs["lengths"][index : index + 1]
+        x = inputs["x"][index : index + 1, : int(length)]
+        probs = run.model(x, lengths=length).softmax(-1)[0]
+    assert one.id_name == "file" and one.rows[0][1:] == pytest.approx(probs.tolist(), abs=1e-6)
+    bad = write_rows(tmp_path / "bad.csv", ["noise", "wave"], [[0.0, 1.0]])
+    with pytest.raises(
+        ValueError, match="has channels \\['noise', 'wave'\\]; the run was trained on"
+    ):
+        run.predict(bad)

@@ -7,7 +7,8 @@ the new data, so there is no train/predict skew, and returns one prediction per 
 identifier (a CSV row number).
 
 Today: runs trained on a CSV table (classification or regression), on an image folder (new
-images: a folder, searched recursively, or one file) and on a CSV of texts and labels. Other
+images: a folder, searched recursively, or one file), on a CSV of texts and labels, and on a
+folder of CSV sequences (new sequences: a folder, searched recursively, or one file). Other
 kinds are refused in one sentence that says so. A series run forecasts the `horizon` steps after
 the last row of a series CSV, with the time stamps continued.
 """
@@ -78,9 +79,9 @@ class Run:
         reader = READERS.get(data.get("reader", ""))
         if reader is None:
             raise ValueError(
-                f"predict handles runs trained on a CSV table, an image folder or a CSV of "
-                f"texts so far; {self.run_dir} is a {self.task} run on other data (use "
-                f"`fieldguide generate` for language models)."
+                f"predict handles runs trained on a CSV table, an image folder, a CSV of texts, "
+                f"a series CSV or a folder of CSV sequences so far; {self.run_dir} is a "
+                f"{self.task} run on other data (use `fieldguide generate` for language models)."
             )
         return reader(Path(path), data)
 
@@ -106,7 +107,8 @@ class Run:
             parts.append(self.model(x, **batch))
         outputs = torch.cat(parts) if parts else torch.zeros(0, 1)
         said = _notes(notes)
-        id_name = "file" if self.preprocessing["data"]["reader"] == "image-folder" else "row"
+        by_file = self.preprocessing["data"]["reader"] in ("image-folder", "csv-sequences")
+        id_name = "file" if by_file else "row"
         if self.task == "regression":
             state = self.preprocessing["task_state"]
             values = outputs[:, 0].double() * state["target_std"] + state["target_mean"]
@@ -235,12 +237,50 @@ def _texts(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]
     return {"x": ids, "padding_mask": mask}, lines, {}
 
 
+def _sequences(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]:
+    """New sequences: one CSV file, or every CSV under a folder, scaled as in training."""
+    import numpy as np
+
+    from fieldguide.data.sequence_files import _read_sequence
+
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.csv") if not p.name.startswith("."))
+        ids = [str(p.relative_to(path)) for p in files]
+    else:
+        _expect_suffix(path, ".csv", "a .csv sequence or a folder of them")
+        files, ids = [path], [path.name]
+    if not files:
+        raise ValueError(f"predict found no .csv sequences in {path}.")
+    mean, std = np.array(data["mean"]), np.array(data["std"])
+    sequences = []
+    for file in files:
+        header, values = _read_sequence(file)
+        if header != data["channels"]:
+            raise ValueError(
+                f"sequence file {file} has channels {header}; the run was trained on "
+                f"{data['channels']}, in that order."
+            )
+        if not len(values):
+            raise ValueError(f"sequence file {file} has no steps; give at least one row.")
+        sequences.append((values - mean) / std)
+    lengths = torch.tensor([len(s) for s in sequences])
+    x = torch.zeros(len(sequences), int(lengths.max()), len(mean))  # zeros past each length
+    for i, s in enumerate(sequences):
+        x[i, : len(s)] = torch.from_numpy(s.astype(np.float32))
+    return {"x": x, "lengths": lengths}, ids, {}
+
+
 def _expect_suffix(path: Path, suffixes: str | tuple[str, ...], what: str) -> None:
     if not str(path).lower().endswith(suffixes):
         raise ValueError(f"predict expects --data as {what}, as the run was trained; got '{path}'.")
 
 
-READERS = {"csv-table": _table, "image-folder": _images, "csv-text": _texts}
+READERS = {
+    "csv-table": _table,
+    "image-folder": _images,
+    "csv-text": _texts,
+    "csv-sequences": _sequences,
+}
 
 
 def _notes(notes: dict) -> list[str]:

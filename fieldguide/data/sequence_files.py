@@ -121,7 +121,7 @@ def load_sequence_folder(
             sequences.append(values)
             labels.append(label)
     classes = [folder.name for folder in folders]
-    return _sequence_classification(
+    data = _sequence_classification(
         sequences,
         np.array(labels, dtype=np.int64),
         classes,
@@ -132,6 +132,8 @@ def load_sequence_folder(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
     )
+    data.preprocessing["reader"] = "csv-sequences"  # predict reads new CSV files the same way
+    return data
 
 
 def _array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
