@@ -220,7 +220,8 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_finishes_the_run(tmp_pat
     assert "checkpoint saved at" in out and any((run / "checkpoint").iterdir())
     assert not (run / "model.safetensors").exists()
     done = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
-    assert 1 <= done < 6
+    # The signal lands while epoch 2 trains: epoch 1 is evaluated, and at most epoch 2 too.
+    assert done in (1, 2), done
     assert (
         main(["train", "--resume", str(run), "--epochs", "3"]) == 2
     )  # resume takes no other options

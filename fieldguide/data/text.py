@@ -94,6 +94,35 @@ def read_kjv(timeout: float = KJV_TIMEOUT) -> str:
     return done.stdout.decode("utf-8", errors="replace")
 
 
+def text_stream_data(
+    ids: torch.Tensor,
+    bounds: tuple[int, int],
+    *,
+    name: str,
+    description: str,
+    preprocessing: dict,
+) -> TextData:
+    """A byte-token stream cut in order at `bounds` (train_end, val_end), as `TextData`.
+
+    `preprocessing` gains the tokenizer, the split rule and the bounds.
+    """
+    train_end, val_end = bounds
+    return TextData(
+        name=name,
+        train=ids[:train_end].clone(),
+        val=ids[train_end:val_end].clone(),
+        test=ids[val_end:].clone(),
+        vocab_size=VOCAB_SIZE,
+        description=description,
+        preprocessing={
+            **preprocessing,
+            "tokenizer": "UTF-8 bytes (ids 0..255), PAD=256, BOS=257, EOS=258",
+            "split": "consecutive: train first, then validation, then test",
+            "bounds": [train_end, val_end],
+        },
+    )
+
+
 def load_kjv(*, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> TextData:
     """The King James Bible as byte ids, cut into consecutive parts: 85 % / 5 % / 10 %.
 
@@ -110,23 +139,16 @@ def load_kjv(*, seed: int = 0, val_fraction: float = 0.15, test_fraction: float 
     del seed, val_fraction, test_fraction  # the documented fixed split
     text = read_kjv()
     ids = ByteTokenizer().encode_tensor(text)  # (N,)
-    train_end, val_end = chronological_bounds(len(ids), KJV_VAL_FRACTION, KJV_TEST_FRACTION)
-    return TextData(
+    bounds = chronological_bounds(len(ids), KJV_VAL_FRACTION, KJV_TEST_FRACTION)
+    return text_stream_data(
+        ids,
+        bounds,
         name="kjv",
-        train=ids[:train_end].clone(),
-        val=ids[train_end:val_end].clone(),
-        test=ids[val_end:].clone(),
-        vocab_size=VOCAB_SIZE,
         description=(
             f"King James Bible (Debian bible-kjv): {len(ids):,} bytes of real public-domain "
             f"text as byte tokens; the last 10 % test, the 5 % before it validation"
         ),
-        preprocessing={
-            "source": "bible " + " ".join(KJV_ARGUMENTS),
-            "tokenizer": "UTF-8 bytes (ids 0..255), PAD=256, BOS=257, EOS=258",
-            "split": "consecutive: first 85 % train, next 5 % validation, last 10 % test",
-            "bounds": [train_end, val_end],
-        },
+        preprocessing={"source": "bible " + " ".join(KJV_ARGUMENTS)},
     )
 
 

@@ -30,15 +30,14 @@ from fieldguide.data.base import (
     stratified_split,
 )
 from fieldguide.data.image_folder import IMAGE_SUFFIXES
-from fieldguide.data.text import ROTTEN_TOMATOES_MAX_LEN, text_classification_data
-from fieldguide.data.tokenizer import VOCAB_SIZE, ByteTokenizer
+from fieldguide.data.text import ROTTEN_TOMATOES_MAX_LEN, text_classification_data, text_stream_data
+from fieldguide.data.tokenizer import ByteTokenizer
 
 TEXT_SUFFIX = ".txt"
 # Bytes kept of each text to classify, as for the rotten-tomatoes starter.
 MAX_LEN = ROTTEN_TOMATOES_MAX_LEN
 # Fewest bytes a language model is cut from: each of validation and test must hold some text.
 MIN_LM_BYTES = 512
-TOKENIZER = "UTF-8 bytes (ids 0..255), PAD=256, BOS=257, EOS=258"
 
 
 def _visible(folder: Path) -> list[Path]:
@@ -245,23 +244,14 @@ def load_text_stream(
     shares = f"{train_end / n:.0%} train, next {(val_end - train_end) / n:.0%} validation"
     stem = source.resolve().name if source.is_dir() else source.stem
     joined = f" ({len(files)} files joined by newlines)" if source.is_dir() else ""
-    return TextData(
+    return text_stream_data(
+        ids,
+        (train_end, val_end),
         name=safe_name(stem),
-        train=ids[:train_end].clone(),
-        val=ids[train_end:val_end].clone(),
-        test=ids[val_end:].clone(),
-        vocab_size=VOCAB_SIZE,
         description=(
             f"{kind} '{source.name}'{joined}: {n:,} bytes as byte tokens; first {shares}, last "
             f"{(n - val_end) / n:.0%} test"
         ),
-        preprocessing={
-            "source": source.name,
-            "files": len(files),
-            "bytes": n,
-            "tokenizer": TOKENIZER,
-            "split": "consecutive: train first, then validation, then test",
-            "bounds": [train_end, val_end],
-        }
+        preprocessing={"source": source.name, "files": len(files), "bytes": n}
         | ({"joined": "in sorted name order, a newline between files"} if joined else {}),
     )

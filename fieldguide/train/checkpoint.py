@@ -831,6 +831,8 @@ def _parse_json(path: Path, data: bytes | None) -> Any:
 
 def _load_safetensors(path: Path, data: bytes) -> dict[str, Tensor]:
     try:
+        # safetensors.torch.load parses safetensors bytes (a JSON header and raw tensor data);
+        # it never unpickles. The bytes are the ones just hashed, so no second read can differ.
         return safetensors.torch.load(data)
     except Exception as err:  # SafetensorError and friends: report the file either way
         raise _Problem(

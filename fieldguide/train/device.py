@@ -6,27 +6,40 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from fieldguide.train.config import OptionError
+
 
 def pick_device(requested: str = "auto") -> str:
-    """Return "cuda", "mps" or "cpu" for "auto"; check that a named device exists."""
+    """Return "cuda", "mps" or "cpu" for "auto"; check that a named device exists here.
+
+    Raises:
+        ValueError: for a device kind other than cpu, cuda[:N] and mps.
+        OptionError: naming `device` when the device does not exist on this machine.
+    """
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
     if requested == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device '{requested}' was requested but CUDA is not available here; use --device cpu."
-        )
-    if requested == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise ValueError(
-            "device 'mps' was requested but MPS is not available here; use --device cpu."
-        )
-    if requested not in ("cpu", "mps") and not requested.startswith("cuda"):
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    kind, _, index = requested.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
         raise ValueError(f"device must be auto, cpu, cuda[:N] or mps; got '{requested}'.")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise _missing(requested, "CUDA is not available here; use --device cpu")
+    count = torch.cuda.device_count() if kind == "cuda" else 0
+    if index and int(index) >= count:
+        raise _missing(
+            requested, f"this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )
+    if kind == "mps" and not has_mps:
+        raise _missing(requested, "MPS is not available here; use --device cpu")
     return requested
+
+
+def _missing(requested: str, why: str) -> OptionError:
+    """One sentence naming the `device` option: the device asked for does not exist here."""
+    return OptionError(
+        f"{{device}} asks for {requested!r} but {why}.", "device", owner="TrainConfig"
+    )
 
 
 def resolve_precision(precision: str, device: str) -> str:

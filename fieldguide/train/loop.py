@@ -76,34 +76,6 @@ def monitor_mode(metric: str) -> str:
     return "min" if metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "max"
 
 
-def _check_device(requested: str) -> str:
-    """Return `requested` if that device exists here; else raise OptionError naming `device`."""
-    kind, _, index = requested.partition(":")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise OptionError(
-            f"{{device}} asks for {requested!r} but CUDA is not available on this machine; use "
-            "auto or cpu.",
-            "device",
-            owner="TrainConfig",
-        )
-    if kind == "cuda" and index.isdigit() and int(index) >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
-        raise OptionError(
-            f"{{device}} asks for {requested!r} but this machine has {count} CUDA device(s), "
-            f"cuda:0 to cuda:{count - 1}.",
-            "device",
-            owner="TrainConfig",
-        )
-    mps = getattr(torch.backends, "mps", None)
-    if kind == "mps" and not (mps is not None and mps.is_available()):
-        raise OptionError(
-            "{device} asks for 'mps' but MPS is not available on this machine; use auto or cpu.",
-            "device",
-            owner="TrainConfig",
-        )
-    return requested
-
-
 def _check_monitor(monitor: str, metric_names: Sequence[str] | None) -> None:
     """Refuse a monitored metric the task does not evaluate (when the task names its metrics)."""
     if metric_names is None:
@@ -204,7 +176,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.epoch_callbacks = list(epoch_callbacks)
         self.progress = progress if isinstance(progress, Progress) else Progress(progress)
-        self.device = pick_device(_check_device(config.device))
+        self.device = pick_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         # "auto" monitors the task's own headline metric (accuracy, MASE, perplexity, ...).
         self.monitor = (
@@ -468,10 +440,7 @@ class Trainer:
                 if self._stop_requested:
                     s.train_seconds += time.perf_counter() - tick
                     self.save()
-                    self.progress.message(
-                        f"stopped at step {s.step}; checkpoint saved at {self.last_checkpoint}"
-                    )
-                    return "interrupted"
+                    return self._stopped()
                 if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
                     s.train_seconds += time.perf_counter() - tick
                     self.save()
@@ -502,11 +471,15 @@ class Trainer:
             for callback in self.epoch_callbacks:
                 callback(self, record)
             if self._stop_requested:  # Ctrl-C or an epoch callback; the checkpoint is saved
-                self.progress.message(
-                    f"stopped at step {s.step}; checkpoint saved at {self.last_checkpoint}"
-                )
-                return "interrupted"
+                return self._stopped()
         return "early_stopped" if s.stopped_early else "finished"
+
+    def _stopped(self) -> str:
+        """Say where the checkpoint of a requested stop went; the status of such a run."""
+        self.progress.message(
+            f"stopped at step {self.state.step}; checkpoint saved at {self.last_checkpoint}"
+        )
+        return "interrupted"
 
     def _install_sigint(self) -> Any:
         """First Ctrl-C: stop cleanly after this step with a checkpoint; second: abort."""

@@ -134,6 +134,7 @@ def load_weights(path: str | Path, model: nn.Module | None = None) -> dict[str, 
             "retrain or restore the file."
         )
     try:
+        # Parses safetensors bytes (never a pickle): the very bytes whose hash was just checked.
         tensors = safetensors.torch.load(raw)
     except Exception as err:  # SafetensorError and friends: the file is what matters
         raise _unreadable(path, err) from err
