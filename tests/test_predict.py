@@ -90,6 +90,8 @@ def test_the_cli_writes_predictions_and_refuses_other_columns(iris_run, tmp_path
     assert done.returncode == 2 and not out.exists()
     assert "does not match the run's columns (missing" in done.stderr
     assert "unknown ['colour']" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = subprocess.run([*cmd, str(tmp_path / "nowhere.csv")], capture_output=True, text=True)
+    assert done.returncode == 2 and "nowhere.csv' does not exist" in done.stderr
 
 
 def test_runs_of_other_kinds_and_damaged_files_are_one_sentence(iris_run, tmp_path):

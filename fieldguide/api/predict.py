@@ -76,14 +76,22 @@ class Run:
         "x" is the first positional input; any other key is passed by name (a padding mask).
         """
         data = self.preprocessing["data"]
-        reader = READERS.get(data.get("reader", ""))
-        if reader is None:
+        return READERS[self._reader(path)](Path(path), data)
+
+    def _reader(self, path: str | os.PathLike[str]) -> str:
+        """The reader this run's inputs need, once it is known to exist and `path` exists."""
+        reader = self.preprocessing["data"].get("reader", "")
+        if reader not in READERS and reader != "csv-series":
             raise ValueError(
                 f"predict handles runs trained on a CSV table, an image folder, a CSV of texts, "
                 f"a series CSV or a folder of CSV sequences so far; {self.run_dir} is a "
                 f"{self.task} run on other data (use `fieldguide generate` for language models)."
             )
-        return reader(Path(path), data)
+        if not Path(path).exists():
+            raise ValueError(
+                f"predict expects --data as a file or folder; '{path}' does not exist."
+            )
+        return reader
 
     @torch.no_grad()
     def predict(self, path: str | os.PathLike[str], batch_size: int = 256) -> Predictions:
@@ -94,7 +102,7 @@ class Run:
         """
         from fieldguide.tasks.base import reads
 
-        if self.preprocessing["data"].get("reader") == "csv-series":  # the future, not rows
+        if self._reader(path) == "csv-series":  # the future, not rows
             return self._forecast(path)
         inputs, ids, notes = self.prepare(path)
         self.model.eval()
