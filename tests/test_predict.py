@@ -71,7 +71,7 @@ def test_new_rows_with_gaps_and_unseen_categories_are_handled(iris_run, tmp_path
     assert any("training median: {'sepal_length': 1}" in n for n in predictions.notes)
     assert any("encoded as none: {'site': 1}" in n for n in predictions.notes)
     # Unseen "east" encodes as no site at all, as a missing site does.
-    x = run.prepare(new)[0]["x"]
+    x = run.prepare(new).inputs["x"]
     site = x[:, -2:]
     assert site[1].tolist() == [0.0, 0.0] and site[2].tolist() == [0.0, 0.0]
 
@@ -98,7 +98,7 @@ def test_runs_of_other_kinds_and_damaged_files_are_one_sentence(iris_run, tmp_pa
     _, _, run_dir = iris_run
     run = fieldguide.load_run(run_dir)
     run.preprocessing = {**run.preprocessing, "task": "node-classification", "data": {}}
-    with pytest.raises(ValueError, match="predict handles runs trained on a CSV table, an image"):
+    with pytest.raises(ValueError, match="predict applies runs trained on the user.s own files"):
         run.predict(tmp_path / "x.csv")
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -121,7 +121,8 @@ def test_image_folder_runs_predict_new_images_with_the_training_statistics(tmp_p
     folder = str(tmp_path / "img")
     result = train("mlp-small", folder, runs_dir=tmp_path / "runs", progress="quiet", epochs=2)
     run = fieldguide.load_run(result.run_dir)
-    inputs, ids, _ = run.prepare(folder)
+    prepared = run.prepare(folder)
+    inputs, ids = prepared.inputs, prepared.ids
     assert ids[0] == "dark/00.png" and len(ids) == 24
     data = load_data(folder)  # the training reader: same files, same order, same statistics
     train_rows = stratified_split(np.repeat([0, 1], 12), 0, 0.15, 0.15)[0]
@@ -149,7 +150,7 @@ def test_text_runs_predict_new_texts(tmp_path):
     new = write_rows(tmp_path / "new.csv", ["text"], [["a warm and funny film, truly"], ["flat"]])
     predictions = run.predict(new)
     assert predictions.ids == [2, 3] and predictions.columns[0] == "prediction"
-    inputs, _, _ = run.prepare(path)
+    inputs = run.prepare(path).inputs
     data = load_data(str(path))
     train_rows = stratified_split(
         np.array([r[1] == "good" for r in rows], dtype=np.int64), 0, 0.15, 0.15
@@ -204,7 +205,8 @@ def test_sequence_folder_runs_predict_new_sequence_files(tmp_path):
     folder = tmp_path / "seq"
     result = train("gru", str(folder), runs_dir=tmp_path / "runs", progress="quiet", max_steps=3)
     run = fieldguide.load_run(result.run_dir)
-    inputs, ids, _ = run.prepare(folder)
+    prepared = run.prepare(folder)
+    inputs, ids = prepared.inputs, prepared.ids
     assert ids[0] == "fast/00.csv" and len(ids) == 24
     data = load_data(str(folder))  # the training reader: same files, same scaling
     train_rows = stratified_split(np.repeat([0, 1], 12), 0, 0.15, 0.15)[0]

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from fieldguide.api.config import RunConfig, write_atomic
+from fieldguide.api.predict_inputs import READERS, Prepared, expect_suffix, is_path
 
 
 @dataclass
@@ -70,53 +71,69 @@ class Run:
         """The task the run trained for, such as "classification" or "regression"."""
         return self.preprocessing["task"]
 
-    def prepare(self, path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], list, dict]:
-        """The model's inputs for the inputs in `path` (by argument name), their ids and notes.
+    def prepare(self, data: Any) -> Prepared:
+        """The model's inputs for `data` (a path, or inputs held in Python), ids and notes.
 
-        "x" is the first positional input; any other key is passed by name (a padding mask).
+        `Prepared.inputs["x"]` is the first positional input; any other key is passed by name
+        (a padding mask, lengths, a graph's edges). See `predict_inputs` for what each kind of
+        run reads.
         """
-        data = self.preprocessing["data"]
-        return READERS[self._reader(path)](Path(path), data)
+        reader = self._reader(data)
+        if reader == "csv-series":
+            raise ValueError(
+                "predict prepares a series run's inputs inside `predict`, which forecasts from "
+                "the last `context` rows of a .csv series; call predict(path) instead."
+            )
+        known = {
+            "input_shape": self.preprocessing.get("input_shape") or [],
+            "in_channels": getattr(getattr(self.model, "config", None), "in_channels", None),
+        }
+        return READERS[reader](data, self.preprocessing["data"] | known)
 
-    def _reader(self, path: str | os.PathLike[str]) -> str:
-        """The reader this run's inputs need, once it is known to exist and `path` exists."""
+    def _reader(self, data: Any) -> str:
+        """The reader this run's inputs need, once it is known to exist and a path exists."""
         reader = self.preprocessing["data"].get("reader", "")
         if reader not in READERS and reader != "csv-series":
             raise ValueError(
-                f"predict handles runs trained on a CSV table, an image folder, a CSV of texts, "
-                f"a series CSV or a folder of CSV sequences so far; {self.run_dir} is a "
-                f"{self.task} run on other data (use `fieldguide generate` for language models)."
+                f"predict applies runs trained on the user's own files (a table, images, texts, "
+                f"sequences, pairs, a graph or a series); {self.run_dir} is a {self.task} run on "
+                f"a starter, so give it new inputs through the model (`load_run(...).model`), or "
+                f"use `fieldguide generate` for language models."
             )
-        if not Path(path).exists():
+        if is_path(data) and not Path(data).exists():
             raise ValueError(
-                f"predict expects --data as a file or folder; '{path}' does not exist."
+                f"predict expects --data as a file or folder; '{data}' does not exist."
             )
         return reader
 
     @torch.no_grad()
-    def predict(self, path: str | os.PathLike[str], batch_size: int = 256) -> Predictions:
-        """Predictions for every input in `path`, prepared as the training inputs were.
+    def predict(self, data: Any, batch_size: int = 256) -> Predictions:
+        """Predictions for every input in `data`, prepared as the training inputs were.
 
-        Classification gives the most likely class and one probability per class; regression
-        gives the value in the target's units.
+        Args:
+            data: A path to new inputs of the kind the run trained on, or the same inputs held
+                in Python (rows, images, texts, sequences; see `predict_inputs`).
+            batch_size: Inputs per forward pass.
+
+        Classification gives the most likely class and one probability per class (per node for
+        a graph); regression gives the value in the target's units; a pairs run gives the
+        decoded target text; a series run the next `horizon` steps.
         """
-        from fieldguide.tasks.base import reads
-
-        if self._reader(path) == "csv-series":  # the future, not rows
-            return self._forecast(path)
-        inputs, ids, notes = self.prepare(path)
+        if self._reader(data) == "csv-series":  # the future, not rows
+            if not is_path(data):
+                raise ValueError(
+                    f"predict forecasts a series run from a .csv series (its time stamps "
+                    f"continue); give data as a path; got {type(data).__name__}."
+                )
+            return self._forecast(data)
+        prepared = self.prepare(data)
         self.model.eval()
-        parts = []
-        for start in range(0, len(ids), batch_size):
-            batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
-            x = batch.pop("x")
-            if reads(self.model) == "vectors" and x.ndim > 2:
-                x = x.flatten(1)  # an MLP reads images as their pixels, as in training
-            parts.append(self.model(x, **batch))
-        outputs = torch.cat(parts) if parts else torch.zeros(0, 1)
-        said = _notes(notes)
-        by_file = self.preprocessing["data"]["reader"] in ("image-folder", "csv-sequences")
-        id_name = "file" if by_file else "row"
+        reader = self.preprocessing["data"]["reader"]
+        if reader == "csv-pairs":
+            return self._decode(prepared, batch_size)
+        outputs = self.outputs(prepared, batch_size)
+        said = _notes(prepared.notes)
+        ids, id_name = prepared.ids, prepared.id_name
         if self.task == "regression":
             state = self.preprocessing["task_state"]
             values = outputs[:, 0].double() * state["target_std"] + state["target_mean"]
@@ -127,6 +144,43 @@ class Run:
         rows = [[classes[int(p.argmax())], *(round(v, 6) for v in p.tolist())] for p in probs]
         columns = ["prediction", *(f"p({c})" for c in classes)]
         return Predictions(ids, columns, rows, said, id_name=id_name)
+
+    def outputs(self, prepared: Prepared, batch_size: int = 256) -> torch.Tensor:
+        """The model's raw outputs (logits, z-scored values) for prepared inputs, in order."""
+        from fieldguide.tasks.base import reads
+
+        inputs, vectors = prepared.inputs, reads(self.model) == "vectors"
+        if self.preprocessing["data"]["reader"] == "graph-folder":  # the whole graph at once
+            if vectors:  # an MLP baseline reads node features alone
+                return self.model(inputs["x"])
+            weight = inputs["edge_weight"]
+            return self.model(inputs["x"], inputs["edge_index"], weight if weight.numel() else None)
+        parts = []
+        for start in range(0, len(prepared.ids), batch_size):
+            batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
+            x = batch.pop("x")
+            if vectors and x.ndim > 2:
+                x = x.flatten(1)  # an MLP reads images as their pixels, as in training
+            parts.append(self.model(x, **batch))
+        return torch.cat(parts) if parts else torch.zeros(0, 1)
+
+    def _decode(self, prepared: Prepared, batch_size: int) -> Predictions:
+        """Greedy outputs for each source, grouped by length so no padding reaches the encoder."""
+        from fieldguide.data.tokenizer import BOS, EOS, ByteTokenizer
+        from fieldguide.tasks.seq2seq import strip_output
+
+        tokens, lengths = prepared.inputs["x"], prepared.inputs["lengths"]
+        longest = self.preprocessing["task_state"]["max_decode_len"]
+        texts: list[str] = [""] * len(tokens)
+        tokenizer = ByteTokenizer()
+        for length in lengths.unique().tolist():
+            for chunk in (lengths == length).nonzero().flatten().split(batch_size):
+                out = self.model.greedy(tokens[chunk, :length], longest, BOS, EOS)
+                for row, ids in zip(chunk.tolist(), out.tolist(), strict=True):
+                    texts[row] = tokenizer.decode(strip_output(ids))
+        column = self.preprocessing["data"]["target_column"]
+        rows = [[text] for text in texts]
+        return Predictions(prepared.ids, [column], rows, [], id_name=prepared.id_name)
 
     def _forecast(self, path: str | os.PathLike[str]) -> Predictions:
         """The next `horizon` steps after the last row of a series CSV, time stamps continued.
@@ -144,7 +198,7 @@ class Run:
         from fieldguide.tasks.base import reads
 
         data, state = self.preprocessing["data"], self.preprocessing["task_state"]
-        _expect_suffix(Path(path), ".csv", "a .csv series with the run's time and value columns")
+        expect_suffix(Path(path), ".csv", "a .csv series with the run's time and value columns")
         read = read_series(path)
         columns = [c for c in read.columns if c in data["columns"]]
         if columns != data["columns"]:
@@ -180,115 +234,6 @@ class Run:
         notes = [f"filled by interpolation: {read.filled}"] if read.filled else []
         time_name = read.header[read.time_index]
         return Predictions(ids, list(columns), forecast, notes, id_name=time_name)
-
-
-def _table(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]:
-    """New rows of a CSV table, with the training statistics and categories."""
-    from fieldguide.data.tabular import transform_rows
-
-    _expect_suffix(path, ".csv", "a .csv file with the run's columns")
-    x, ids, notes = transform_rows(path, data)
-    return {"x": torch.from_numpy(x)}, ids, notes
-
-
-def _images(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]:
-    """New images: one file, or every image under a folder, read as the training images were."""
-    import numpy as np
-
-    from fieldguide.data.image_folder import IMAGE_SUFFIXES, _open, _to_array
-
-    if path.is_dir():
-        files = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
-        ids = [str(p.relative_to(path)) for p in files]
-    else:
-        _expect_suffix(path, tuple(IMAGE_SUFFIXES), "an image file or a folder of images")
-        files, ids = [path], [path.name]
-    if not files:
-        raise ValueError(f"predict found no images in {path}; expected files such as *.png.")
-    size, mean, std = data["image_size"], data["mean"], data["std"]
-    arrays = [_to_array(_open(f), data["rgb"], size) for f in files]  # (C, H, W) in [0, 1]
-    shapes = {a.shape for a in arrays}
-    expected = (len(mean), *arrays[0].shape[1:]) if size else None
-    if len(shapes) > 1 or (expected and arrays[0].shape != expected):
-        raise ValueError(
-            f"predict got images of sizes {sorted(s[1:] for s in shapes)} in {path}; the run "
-            f"was trained on one size and no image_size, so give images of that size."
-        )
-    x = np.stack(arrays)
-    x = (x - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
-    return {"x": torch.from_numpy(x.astype(np.float32))}, ids, {}
-
-
-def _texts(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]:
-    """New texts from the run's text column of a CSV, as byte tokens cut as in training."""
-    from fieldguide.data.csv_read import read_csv_rows
-    from fieldguide.data.tokenizer import ByteTokenizer
-
-    _expect_suffix(path, ".csv", f"a .csv file with a '{data['text_column']}' column")
-    header, rows, lines = read_csv_rows(path)
-    if data["text_column"] not in header:
-        raise ValueError(
-            f"CSV file {path} has no column '{data['text_column']}', the text the run was "
-            f"trained on; its columns are {header}."
-        )
-    j = header.index(data["text_column"])
-    texts = [row[j] for row in rows]
-    empty = next((line for text, line in zip(texts, lines, strict=True) if not text), None)
-    if empty is not None:
-        raise ValueError(f"CSV file {path} row {empty} has an empty text; fill it or remove it.")
-    ids, lengths = ByteTokenizer().batch_encode(texts, data["max_len"])  # (N, T), (N,)
-    mask = torch.arange(ids.shape[1])[None, :] < lengths[:, None]  # True at real bytes
-    return {"x": ids, "padding_mask": mask}, lines, {}
-
-
-def _sequences(path: Path, data: dict) -> tuple[dict[str, torch.Tensor], list, dict]:
-    """New sequences: one CSV file, or every CSV under a folder, scaled as in training."""
-    import numpy as np
-
-    from fieldguide.data.sequence_files import _read_sequence
-
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.csv") if not p.name.startswith("."))
-        ids = [str(p.relative_to(path)) for p in files]
-    else:
-        _expect_suffix(path, ".csv", "a .csv sequence or a folder of them")
-        files, ids = [path], [path.name]
-    if not files:
-        raise ValueError(f"predict found no .csv sequences in {path}.")
-    mean, std = np.array(data["mean"]), np.array(data["std"])
-    sequences = []
-    for file in files:
-        header, values = _read_sequence(file)
-        if header != data["channels"]:
-            raise ValueError(
-                f"sequence file {file} has channels {header}; the run was trained on "
-                f"{data['channels']}, in that order."
-            )
-        if not len(values):
-            raise ValueError(f"sequence file {file} has no steps; give at least one row.")
-        sequences.append((values - mean) / std)
-    lengths = torch.tensor([len(s) for s in sequences])
-    x = torch.zeros(len(sequences), int(lengths.max()), len(mean))  # zeros past each length
-    for i, s in enumerate(sequences):
-        x[i, : len(s)] = torch.from_numpy(s.astype(np.float32))
-    return {"x": x, "lengths": lengths}, ids, {}
-
-
-def _expect_suffix(path: Path, suffixes: str | tuple[str, ...], what: str) -> None:
-    if not str(path).lower().endswith(suffixes):
-        raise ValueError(f"predict expects --data as {what}, as the run was trained; got '{path}'.")
-
-
-READERS = {
-    "csv-table": _table,
-    "image-folder": _images,
-    "csv-text": _texts,
-    "csv-sequences": _sequences,
-}
 
 
 def _notes(notes: dict) -> list[str]:

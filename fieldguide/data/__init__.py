@@ -252,7 +252,9 @@ def load_data(
         if _looks_like_path(spec):
             raise ValueError(f"data path '{spec}' does not exist.")
         get_starter(spec)  # raises: unknown starter, with close matches
-    if os.path.isdir(spec) and os.path.isfile(os.path.join(spec, "edges.csv")):
+    # Either file makes a graph folder, so that its reader names the one that is missing.
+    graph_files = ("edges.csv", "nodes.csv")
+    if os.path.isdir(spec) and any(os.path.isfile(os.path.join(spec, f)) for f in graph_files):
         for arg, value in (("target", target), ("image_size", image_size)):
             if value is not None:
                 raise ValueError(

@@ -50,7 +50,9 @@ def decide_task(values: list[str], task: str = "auto") -> tuple[str, str]:
     if any(n is None for n in numbers):
         return "classification", f"the target holds labels ({distinct} distinct values)"
     integers = all(float(n).is_integer() for n in numbers)
-    if integers and distinct <= MAX_INTEGER_CLASSES:
+    # Class labels repeat: integers that are mostly distinct (linnerud's 20 weights, 17 of them
+    # different) are a quantity even when there are few of them.
+    if integers and distinct <= MAX_INTEGER_CLASSES and 2 * distinct <= len(values):
         return "classification", (
             f"the target holds {distinct} distinct integers, read as class labels"
         )
@@ -90,14 +92,18 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
                     )
                 rows.append(fields)
                 lines.append(reader.line_num)
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"CSV file {path} is not UTF-8 text ({error}); save it as UTF-8."
-        ) from error
+    except UnicodeDecodeError:
+        raise ValueError(_not_utf8(path)) from None
     except csv.Error as error:
         raise ValueError(f"CSV file {path} could not be parsed: {error}.") from error
     if header is None:
         raise ValueError(f"CSV file {path} is empty; expected a header row and data rows.")
+    if len(header) == 1 and (sep := next((c for c in ";\t|" if c in header[0]), None)):
+        # A single column is no layout any reader takes; a ';' in it is Excel's European CSV.
+        raise ValueError(
+            f"CSV file {path} line 1 has one column {header[0]!r}, which looks separated by "
+            f"{sep!r}; expected comma-separated values, so save the file with ',' between cells."
+        )
     if not rows:
         raise ValueError(f"CSV file {path} has a header but no data rows.")
     header = [name or f"column_{i + 1}" for i, name in enumerate(header)]
@@ -108,6 +114,21 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
             f"its own name."
         )
     return header, rows, lines
+
+
+def _not_utf8(path: Path) -> str:
+    """One sentence on the first byte of `path` that is not UTF-8: its line and offset."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")  # the csv module decodes in chunks: offsets there are not the file's
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return (
+            f"CSV file {path} line {line} is not UTF-8: byte 0x{data[error.start]:02x} at byte "
+            f"offset {error.start} ({error.reason}); save the file as UTF-8, for example "
+            f"with `iconv -f latin1 -t utf-8`."
+        )
+    return f"CSV file {path} is not UTF-8 text; save it as UTF-8."
 
 
 def find_target(header: list[str], target: str | None, path: Path) -> int:
@@ -172,7 +193,9 @@ def is_series_csv(path: str | os.PathLike[str], target: str | None = None) -> bo
         if j == t:
             continue
         known = [v for v in (row[j] for row in rows) if v.lower() not in MISSING]
-        if not known or any(parse_number(v) is None for v in known):
+        numbers = sum(parse_number(v) is not None for v in known)
+        # A few typos leave it a series, so that its reader names the bad cell.
+        if not known or numbers < NUMERIC_SHARE * len(known):
             return False
     return target is None or target in header
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,104 @@ def _column(header: list[str], name: str, path: Path, expected: str) -> int:
     return header.index(name)
 
 
+@dataclass
+class GraphFolder:
+    """What a graph folder holds, as read (nothing standardised or featurised yet).
+
+    Attributes:
+        ids: Node ids in nodes.csv order (node i is the i-th row).
+        labels: Each node's label text, "" where it has none (or there is no label column).
+        feature_columns: Names of the numeric feature columns, in file order.
+        features: (N, F) float64 values of those columns, or None without feature columns.
+        edge_index: (2, E) int64 node positions, sources then targets, as listed.
+        edge_weight: (E,) float64 non-negative weights, or None without a weight column.
+    """
+
+    ids: list[str]
+    labels: list[str]
+    feature_columns: list[str]
+    features: np.ndarray | None
+    edge_index: np.ndarray
+    edge_weight: np.ndarray | None
+
+
+def read_graph_folder(path: str | os.PathLike[str]) -> GraphFolder:
+    """Read nodes.csv and edges.csv of a graph folder, or one sentence on the first bad row.
+
+    The layout is `load_graph_folder`'s; labels are read when there is a label column but not
+    required (predicting on a new graph needs none).
+    """
+    folder = Path(path)
+    nodes_path, edges_path = folder / "nodes.csv", folder / "edges.csv"
+    for file, what in (
+        (nodes_path, "columns id, optionally label, and numeric features"),
+        (edges_path, "columns source, target and optionally weight"),
+    ):
+        if not file.is_file():
+            raise ValueError(f"graph folder {folder} has no {file.name}; expected one with {what}.")
+
+    # 1. Nodes: ids in file order, labels ("" = none), numeric feature columns.
+    header, rows, lines = read_csv_rows(nodes_path)
+    id_col = _column(header, "id", nodes_path, "columns id, optionally label, and features")
+    label_col = header.index("label") if "label" in header else None
+    feature_cols = [i for i in range(len(header)) if i not in (id_col, label_col)]
+    feature_columns = [header[i] for i in feature_cols]
+    ids: dict[str, int] = {}
+    for row, line in zip(rows, lines, strict=True):
+        if row[id_col] in ids:
+            raise ValueError(
+                f"{nodes_path} line {line} repeats id '{row[id_col]}'; expected each node once."
+            )
+        ids[row[id_col]] = len(ids)
+    given = None
+    if feature_cols:
+        given = np.empty((len(rows), len(feature_cols)))
+        for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
+            for c, col in enumerate(feature_cols):
+                number = _number(row[col])
+                if number is None:
+                    raise ValueError(
+                        f"{nodes_path} line {line} has {row[col]!r} in feature column "
+                        f"'{header[col]}'; expected a number (every column but id and label is "
+                        f"a feature)."
+                    )
+                given[r, c] = number
+    labels = [row[label_col] if label_col is not None else "" for row in rows]
+
+    # 2. Edges: ids looked up in nodes.csv, weights finite and non-negative.
+    header, rows, lines = read_csv_rows(edges_path)
+    expected = "columns source, target and optionally weight"
+    ends = [_column(header, name, edges_path, expected) for name in ("source", "target")]
+    weight_col = header.index("weight") if "weight" in header else None
+    edge_index = np.empty((2, len(rows)), dtype=np.int64)
+    weights = np.ones(len(rows)) if weight_col is not None else None
+    for e, (row, line) in enumerate(zip(rows, lines, strict=True)):
+        for side, (col, end) in enumerate(zip(ends, ("source", "target"), strict=True)):
+            node = ids.get(row[col])
+            if node is None:
+                raise ValueError(
+                    f"{edges_path} line {line} has {end} '{row[col]}', which is not an id in "
+                    f"nodes.csv; add that node or remove the edge."
+                )
+            edge_index[side, e] = node
+        if weights is not None:
+            number = _number(row[weight_col])
+            if number is None or number < 0:
+                raise ValueError(
+                    f"{edges_path} line {line} has weight {row[weight_col]!r}; expected a "
+                    f"non-negative number."
+                )
+            weights[e] = number
+    return GraphFolder(
+        ids=list(ids),
+        labels=labels,
+        feature_columns=feature_columns,
+        features=given,
+        edge_index=edge_index,
+        edge_weight=weights,
+    )
+
+
 def load_graph_folder(
     path: str | os.PathLike[str],
     *,
@@ -72,81 +171,26 @@ def load_graph_folder(
     """
     folder = Path(path)
     kind = _check_kind(node_features, "load_graph_folder")
-    nodes_path, edges_path = folder / "nodes.csv", folder / "edges.csv"
-    for file, what in (
-        (nodes_path, "columns id, optionally label, and numeric features"),
-        (edges_path, "columns source, target and optionally weight"),
-    ):
-        if not file.is_file():
-            raise ValueError(f"graph folder {folder} has no {file.name}; expected one with {what}.")
-
-    # 1. Nodes: ids in file order, labels ("" = none), numeric feature columns.
-    header, rows, lines = read_csv_rows(nodes_path)
-    id_col = _column(header, "id", nodes_path, "columns id, optionally label, and features")
-    label_col = header.index("label") if "label" in header else None
-    feature_cols = [i for i in range(len(header)) if i not in (id_col, label_col)]
-    ids: dict[str, int] = {}
-    for row, line in zip(rows, lines, strict=True):
-        if row[id_col] in ids:
-            raise ValueError(
-                f"{nodes_path} line {line} repeats id '{row[id_col]}'; expected each node once."
-            )
-        ids[row[id_col]] = len(ids)
-    given, standardised = None, {}
-    if feature_cols:
-        given = np.empty((len(rows), len(feature_cols)))
-        for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
-            for c, col in enumerate(feature_cols):
-                number = _number(row[col])
-                if number is None:
-                    raise ValueError(
-                        f"{nodes_path} line {line} has {row[col]!r} in feature column "
-                        f"'{header[col]}'; expected a number (every column but id and label is "
-                        f"a feature)."
-                    )
-                given[r, c] = number
+    read = read_graph_folder(folder)
+    given, standardised = read.features, {}
+    if given is not None:
         mean, std = given.mean(axis=0), given.std(axis=0)
         std[std < 1e-12] = 1.0  # a constant column stays at 0 rather than dividing by 0
         given = (given - mean) / std
         standardised = {
-            "feature_columns": [header[i] for i in feature_cols],
+            "feature_columns": read.feature_columns,
             "mean": mean.tolist(),
             "std": std.tolist(),
         }
-    raw = [row[label_col] if label_col is not None else "" for row in rows]
-    classes = _class_order(set(raw) - {""})
+    classes = _class_order(set(read.labels) - {""})
     if not classes:
         raise ValueError(
-            f"{nodes_path} has no labelled node; expected a 'label' column with at least one "
-            f"non-empty value."
+            f"{folder / 'nodes.csv'} has no labelled node; expected a 'label' column with at "
+            f"least one non-empty value."
         )
     code = {name: i for i, name in enumerate(classes)}
-    y = np.array([code.get(label, -1) for label in raw], dtype=np.int64)
-
-    # 2. Edges: ids looked up in nodes.csv, weights finite and non-negative.
-    header, rows, lines = read_csv_rows(edges_path)
-    expected = "columns source, target and optionally weight"
-    ends = [_column(header, name, edges_path, expected) for name in ("source", "target")]
-    weight_col = header.index("weight") if "weight" in header else None
-    edge_index = np.empty((2, len(rows)), dtype=np.int64)
-    weights = np.ones(len(rows)) if weight_col is not None else None
-    for e, (row, line) in enumerate(zip(rows, lines, strict=True)):
-        for side, (col, end) in enumerate(zip(ends, ("source", "target"), strict=True)):
-            node = ids.get(row[col])
-            if node is None:
-                raise ValueError(
-                    f"{edges_path} line {line} has {end} '{row[col]}', which is not an id in "
-                    f"nodes.csv; add that node or remove the edge."
-                )
-            edge_index[side, e] = node
-        if weights is not None:
-            number = _number(row[weight_col])
-            if number is None or number < 0:
-                raise ValueError(
-                    f"{edges_path} line {line} has weight {row[weight_col]!r}; expected a "
-                    f"non-negative number."
-                )
-            weights[e] = number
+    y = np.array([code.get(label, -1) for label in read.labels], dtype=np.int64)
+    edge_index, weights, ids = read.edge_index, read.edge_weight, read.ids
     return _node_data(
         name=safe_name(folder.resolve().name),
         edge_index=edge_index,
@@ -163,6 +207,7 @@ def load_graph_folder(
         labels_per_class=labels_per_class,
         node_features=kind,
         preprocessing={
+            "reader": "graph-folder",  # predict reads a new nodes.csv and edges.csv the same way
             "nodes": "rows of nodes.csv in order",
             **standardised,
         },

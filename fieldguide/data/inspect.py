@@ -129,6 +129,11 @@ def _files(folder: Path) -> list[Path]:
 
 def _inspect_folder(path: Path) -> Inspection:
     shown = str(path)
+    if (path / "nodes.csv").is_file() and not (path / "edges.csv").is_file():
+        raise ValueError(
+            f"graph folder {path} has no edges.csv; expected one with columns source, target "
+            f"and optionally weight."
+        )
     if (path / "edges.csv").is_file():
         edges = max(0, sum(1 for _ in open(path / "edges.csv", encoding="utf-8")) - 1)
         nodes_file = path / "nodes.csv"
@@ -221,8 +226,17 @@ def inspect_data(spec: str | os.PathLike[str], target: str | None = None) -> Ins
         import numpy as np
 
         with np.load(path, allow_pickle=False) as arrays:
-            shapes = ", ".join(f"{k} {tuple(arrays[k].shape)}" for k in arrays.files)
-        facts = [("arrays", shapes)]
+            shapes = []
+            for key in arrays.files:
+                try:
+                    shapes.append(f"{key} {tuple(arrays[key].shape)}")
+                except ValueError:  # an object array: only pickle reads it
+                    raise ValueError(
+                        f"NPZ file {path} holds {key!r} as an object array, which only pickle "
+                        f"can read and pickle is refused; store numbers (see `fieldguide data "
+                        f"--help`)."
+                    ) from None
+        facts = [("arrays", ", ".join(shapes))]
         return Inspection(
             spec, "array file", "sequence-classification", facts, auto_model("sequences", ())
         )

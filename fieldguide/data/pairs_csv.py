@@ -184,6 +184,7 @@ def load_pairs_csv(
             f"tokens, at most {max_bytes} bytes each"
         ),
         preprocessing={
+            "reader": "csv-pairs",  # predict reads new sources from the same column
             "source_column": header[s],
             "target_column": header[t],
             "tokenizer": "UTF-8 bytes (ids 0..255), PAD=256, BOS=257, EOS=258",

@@ -211,7 +211,7 @@ def load_sequence_npz(
             f"labels, one per sequence."
         )
     code = {name: i for i, name in enumerate(classes)}
-    return _sequence_classification(
+    data = _sequence_classification(
         sequences,
         np.array([code[name] for name in names], dtype=np.int64),
         classes,
@@ -222,6 +222,8 @@ def load_sequence_npz(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
     )
+    data.preprocessing["reader"] = "npz-sequences"  # predict reads a new .npz's x the same way
+    return data
 
 
 def _split_sequences(x: np.ndarray, lengths: np.ndarray | None, path: Path) -> list[np.ndarray]:

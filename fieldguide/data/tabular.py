@@ -81,7 +81,7 @@ def _categorical(name: str, values: list[str], train: np.ndarray) -> tuple[np.nd
     return onehot, vocab
 
 
-def _column_kind(name: str, values: list[str], lines: list[int]) -> str:
+def _column_kind(name: str, values: list[str], lines: list[int], path: Path) -> str:
     """'numeric', 'categorical' or 'empty', or an error for a numeric column with a bad cell."""
     present = [(v, line) for v, line in zip(values, lines, strict=True) if v.lower() not in MISSING]
     if not present:
@@ -92,8 +92,8 @@ def _column_kind(name: str, values: list[str], lines: list[int]) -> str:
     if 1 - len(bad) / len(present) >= NUMERIC_SHARE:
         value, line = bad[0]
         raise ValueError(
-            f"column '{name}' is numeric but row {line} has '{value}'; fix that cell or leave it "
-            f"empty so it is imputed with the train median."
+            f"CSV file {path} row {line} has {value!r} in numeric column '{name}'; fix that "
+            f"cell or leave it empty so it is imputed with the train median."
         )
     return "categorical"
 
@@ -251,6 +251,17 @@ def transform_rows(
     """
     path = Path(path)
     header, rows, lines = read_csv_rows(path)
+    return transform_table(header, rows, lines, preprocessing, f"CSV file {path}")
+
+
+def transform_table(
+    header: list[str], rows: list[list[str]], lines: list, preprocessing: dict, where: str
+) -> tuple[np.ndarray, list, dict]:
+    """`transform_rows` for cells already read: `header`, `rows` of strings and their ids.
+
+    `where` names the source in errors ("CSV file x.csv", "the rows given"); `lines` are what
+    each row is called in them (line numbers, or positions for rows given in Python).
+    """
     columns, target = preprocessing["columns"], preprocessing["target"]
     ignorable = {target, *preprocessing.get("dropped_empty_columns", [])}
     missing = [c for c in columns if c not in header]
@@ -258,7 +269,7 @@ def transform_rows(
     if missing or extra:
         problems = [f"missing {missing}"] * bool(missing) + [f"unknown {extra}"] * bool(extra)
         raise ValueError(
-            f"CSV file {path} does not match the run's columns ({'; '.join(problems)}); the run "
+            f"{where} does not match the run's columns ({'; '.join(problems)}); the run "
             f"was trained on {columns}, with target '{target}' optional."
         )
     blocks, filled, unseen = [], {}, {}
@@ -271,7 +282,7 @@ def transform_rows(
                 number = None if value.lower() in MISSING else parse_number(value)
                 if number is None and value.lower() not in MISSING:
                     raise ValueError(
-                        f"CSV file {path} row {line} has {value!r} in numeric column '{name}'; "
+                        f"{where} row {line} has {value!r} in numeric column '{name}'; "
                         f"expected a number (or an empty cell, which takes the training median)."
                     )
                 column[i] = stats["median"] if number is None else number
@@ -338,7 +349,7 @@ def _features(
         if j == t:
             continue
         values = [row[j] for row in rows]
-        kind = _column_kind(name, values, lines)
+        kind = _column_kind(name, values, lines, path)
         if kind != "empty":
             columns.append(name)
         if kind == "empty":  # e.g. the unnamed column a trailing comma adds to every line

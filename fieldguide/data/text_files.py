@@ -197,6 +197,7 @@ def load_text_folder(
         ),
         max_len=max_len,
         preprocessing={
+            "reader": "text-folder",  # predict reads new .txt files the same way
             "source": "one example per .txt file, class = sub-folder name",
             "files_per_class": files_per_class,
             "bytes": sum(len(t.encode("utf-8")) for t in texts),

@@ -124,6 +124,10 @@ class Seq2SeqTask(Task):
         v = self.vocab_size
         return DataSpec((longest,), v, output="per-step", vocab_size=v, description=f"{v} ids")
 
+    def state(self) -> dict[str, Any]:
+        """The longest target with its EOS, in ids: where decoding new sources stops, as here."""
+        return {"max_decode_len": self.max_decode_len}
+
     def split_size(self, split: str) -> int:
         """Pairs of `split`."""
         return len(self._src[split])

@@ -136,7 +136,7 @@ def test_ragged_row_is_named(tmp_path):
 def test_numeric_column_with_a_bad_cell_is_named(tmp_path):
     text = _table().splitlines()
     text[16] = "abc" + text[16][2:]
-    with pytest.raises(ValueError, match="column 'age' is numeric but row 17 has 'abc'"):
+    with pytest.raises(ValueError, match="row 17 has 'abc' in numeric column 'age'"):
         load_data(str(_csv(tmp_path, "\n".join(text))))
 
 
