@@ -124,11 +124,65 @@ def check_permutation_equivariant(name: str, model: nn.Module) -> None:
     )
 
 
+# Odd, prime and tiny sizes: none is a multiple of two, so every level of a U-Net must pad.
+ODD_SIZES = [(1, 1), (2, 3), (7, 1), (61, 67)]
+
+
+def check_size_preserving(name: str, model: nn.Module) -> None:
+    """Images (B, C, H, W) give per-pixel outputs (B, K, H, W) of the same H×W, any H×W."""
+    model.eval()
+    example = _example(model, 1, seed=7)
+    torch.manual_seed(7)
+    for height, width in ODD_SIZES:
+        x = torch.randn(*example.shape[:2], height, width)
+        with torch.no_grad():
+            y = model(x)
+        assert y.ndim == 4 and y.shape[0] == 1 and y.shape[2:] == (height, width), (
+            f"{name}: images of size {height}x{width} gave outputs of shape {tuple(y.shape)}"
+        )
+        assert torch.isfinite(y).all(), f"{name}: non-finite outputs at {height}x{width}"
+
+
+def check_uses_skips(name: str, model: nn.Module) -> None:
+    """Zeroing any one skip changes the output.
+
+    A model that declares it names, in `skip_modules()`, the modules whose second input is a
+    skip (`forward(x, skip, ...)`); each is run once with that input zeroed.
+    """
+    model.eval()
+    x = _example(model, 2, seed=8)
+    with torch.no_grad():
+        full = _call(model, x)
+    modules = model.skip_modules()
+    assert modules, f"{name} declares uses_skips but names no skip modules"
+    scale = max(1.0, full.abs().max().item())
+    for i, module in enumerate(modules):
+        calls = []
+
+        def zero_skip(_module, args, calls=calls):
+            calls.append(1)
+            return (args[0], torch.zeros_like(args[1]), *args[2:])
+
+        handle = module.register_forward_pre_hook(zero_skip)
+        try:
+            with torch.no_grad():
+                cut = _call(model, x)
+        finally:
+            handle.remove()
+        assert calls, f"{name}: skip module {i} never ran"
+        change = (cut - full).abs().max().item()
+        assert change > 1e-4 * scale, (
+            f"{name}: zeroing skip {i} leaves the output unchanged (max change {change:.2e})"
+        )
+
+
 CHECKERS = {
     "batch_independent": check_batch_independent,
     "causal": check_causal,
     "permutation_equivariant": check_permutation_equivariant,
+    "size_preserving": check_size_preserving,
     "streamable": check_streamable,
+    "uses_skips": check_uses_skips,
 }
 
 
@@ -174,6 +228,41 @@ def test_permutation_checker_catches_a_model_that_reads_node_numbers():
 
     with pytest.raises(AssertionError, match="do not follow the nodes"):
         check_permutation_equivariant("positional", ReadsNodeNumbers())
+
+
+def test_size_checker_catches_a_model_that_loses_a_pixel():
+    class Pools(nn.Module):
+        def example_input(self, batch_size):
+            return torch.randn(batch_size, 1, 8, 8)
+
+        def forward(self, x):
+            return nn.functional.avg_pool2d(x, 2, ceil_mode=True)  # 61 -> 31
+
+    with pytest.raises(AssertionError, match="gave outputs of shape"):
+        check_size_preserving("pools", Pools())
+
+
+def test_skip_checker_catches_a_model_that_ignores_its_skip():
+    class IgnoresSkip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.down, self.up = nn.Conv2d(1, 1, 1), Merge()
+
+        def example_input(self, batch_size):
+            return torch.randn(batch_size, 1, 4, 4)
+
+        def skip_modules(self):
+            return [self.up]
+
+        def forward(self, x):
+            return self.up(self.down(x), x)
+
+    class Merge(nn.Module):
+        def forward(self, x, skip):
+            return x + 0 * skip  # the skip arrives but changes nothing
+
+    with pytest.raises(AssertionError, match="zeroing skip 0 leaves the output unchanged"):
+        check_uses_skips("ignores-skip", IgnoresSkip())
 
 
 # ---------------------------------------------------------------------------------------------

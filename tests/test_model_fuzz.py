@@ -41,6 +41,7 @@ CASES = 200  # per model
 TINY: dict[str, dict[str, object]] = {
     "mlp": {"hidden_dim": 16},
     "resnet": {"stem_width": 8},  # layers and widths: see tiny_overrides
+    "unet": {"hidden_dim": 4},
     "rnn": {"hidden_dim": 8},
     "tcn": {"hidden_dim": 8},
     "ssm": {"hidden_dim": 8, "state_dim": 4, "num_layers": 2},

@@ -44,8 +44,8 @@ from fieldguide.layers.shapes import check_shape
 # What a model class can read; tasks accept some of these.
 READS = ("vectors", "images", "sequences", "tokens", "token-pairs", "graph")
 # What a task needs out of a model: one output per example (a row, an image, a whole sequence
-# or text), per step of a sequence, per node of a graph, or per graph.
-OUTPUTS = ("per-example", "per-step", "per-node", "per-graph")
+# or text), per step of a sequence, per node of a graph, per graph, or per pixel of an image.
+OUTPUTS = ("per-example", "per-step", "per-node", "per-graph", "per-pixel")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class DataSpec:
     Attributes:
         shape: One example's shape: (D,) vectors or node features, (C, H, W) images, (T, C)
             sequences, (T,) token ids (T the longest sequence the task feeds).
-        num_outputs: Outputs per example, step, node or graph (classes, H * C, vocabulary).
+        num_outputs: Outputs per example, step, node, graph or pixel (classes, H * C, vocabulary).
         output: One of `OUTPUTS`.
         vocab_size: Token ids the model must embed (token models), else 0.
         description: Words for errors, such as "10 classes" or "horizon 12 x 1 column".
@@ -63,7 +63,7 @@ class DataSpec:
 
     shape: tuple[int, ...]
     num_outputs: int
-    output: Literal["per-example", "per-step", "per-node", "per-graph"] = "per-example"
+    output: Literal["per-example", "per-step", "per-node", "per-graph", "per-pixel"] = "per-example"
     vocab_size: int = 0
     description: str = ""
 
