@@ -192,9 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
     p.add_argument("--seed", type=int, default=0, help="of the sampling (default: 0)")
 
-    p = sub.add_parser("predict", help="apply a finished run to new inputs (a CSV table today)")
+    p = sub.add_parser(
+        "predict",
+        help="apply a finished run to new inputs of the kind it trained on",
+        description=(
+            "Apply a finished run to new inputs, prepared with the run's own preprocessing.json. "
+            "--data takes what the run trained on: a .csv with its columns (table), a .csv "
+            "series (forecasts the next horizon steps), images (a file or folder), texts (a "
+            ".csv with its text column, or .txt files), sequences (.csv files or a .npz), "
+            "sources of a pairs run (a .csv with its source column; decoded greedily) or a "
+            "graph folder (one class per node). Writes one CSV row per input beside its id."
+        ),
+    )
     p.add_argument("run", metavar="RUN", help="a run folder that `fieldguide train` finished")
-    p.add_argument("--data", required=True, help="new inputs with the run's columns (a .csv)")
+    p.add_argument(
+        "--data", required=True, help="new inputs of the kind the run trained on (see above)"
+    )
     p.add_argument(
         "-o", "--output", default=None, help="write the predictions CSV here (default: stdout)"
     )
