@@ -376,6 +376,12 @@ def test_predict_refuses_a_table_for_an_image_run(image_run, tmp_path, capsys):
     _predict_refused(image_run, data, capsys, "image file or a folder of images")
 
 
+def test_predict_refuses_an_image_of_another_size(image_run, tmp_path, capsys):
+    data = tmp_path / "big.png"
+    Image.fromarray(np.zeros((16, 16), dtype=np.uint8), mode="L").save(data)
+    _predict_refused(image_run, data, capsys, "(16, 16)", "8x8")
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="api/predict_inputs.images converts any image to the run's mode (RGB to grey) "
