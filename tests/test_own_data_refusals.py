@@ -382,11 +382,6 @@ def test_predict_refuses_an_image_of_another_size(image_run, tmp_path, capsys):
     _predict_refused(image_run, data, capsys, "(16, 16)", "8x8")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/predict_inputs.images converts any image to the run's mode (RGB to grey) "
-    "instead of naming the run's channels, as issue 11 asks; owned by the predict work",
-)
 def test_predict_refuses_an_image_with_other_channels(image_run, tmp_path, capsys):
     data = tmp_path / "colour.png"
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8), mode="RGB").save(data)

@@ -150,6 +150,16 @@ def images(source: Source, data: dict) -> Prepared:
         items = _in_python(source, "images: PIL images or uint8 arrays (H, W) or (H, W, C)")
         pictures = [_picture(item, i) for i, item in enumerate(items)]
         ids, id_name, where = list(range(len(items))), "index", "the images given"
+    if not data["rgb"]:  # a grey run: training read no colour, so colour is not its input
+        from fieldguide.data.image_folder import _GRAY_MODES
+
+        colour = next((i for i, p in enumerate(pictures) if p.mode not in _GRAY_MODES), None)
+        if colour is not None:
+            which = ids[colour]
+            raise ValueError(
+                f"predict got colour image {which!r} ({pictures[colour].mode}) in {where}; the "
+                f"run was trained on 1 grey channel, so give grey images."
+            )
     arrays = [_to_array(p, data["rgb"], size) for p in pictures]  # (C, H, W) in [0, 1]
     shapes = {a.shape for a in arrays}
     expected = tuple(data.get("input_shape") or ()) or None
