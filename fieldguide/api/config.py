@@ -47,6 +47,7 @@ class DataConfig:
     labels_per_class: int = 0  # graphs: train on this many labelled nodes per class; 0: fractions
     node_features: str = ""  # graphs without features: spectral, degree or identity; "": spectral
     fanouts: str = ""  # graphs: neighbours sampled per layer, such as "10,5"; "": full-batch
+    crop: int = 0  # segmentation: side of the random training crops; 0: 128 or the smallest image
 
     def __post_init__(self) -> None:
         check_fields(
@@ -59,6 +60,7 @@ class DataConfig:
             horizon={"minimum": 0},
             labels_per_class={"minimum": 0},
             season={"minimum": 0},
+            crop={"minimum": 0},
         )
         if self.val_fraction + self.test_fraction >= 1:
             raise OptionError(

@@ -44,6 +44,8 @@ def _make_task(data: Any, run: RunConfig) -> Any:
         "fanouts": parse_fanouts(run.data.fanouts),
         "label_smoothing": run.train.label_smoothing,
         "class_weights": "" if run.train.class_weights == "none" else run.train.class_weights,
+        "loss": "" if run.train.loss == "auto" else run.train.loss,
+        "crop": run.data.crop,
     }
     return make_task(data, **{k: v for k, v in given.items() if v})
 

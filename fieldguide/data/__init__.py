@@ -51,6 +51,7 @@ _LOADABLE_TASKS = (
     "seq2seq",
     "node-classification",
     "graph-classification",
+    "segmentation",
 )
 # What `node_features` may name (see `fieldguide.data.graph_features`).
 _NODE_FEATURES = ("auto", "spectral", "degree", "identity")
@@ -266,6 +267,18 @@ def load_data(
 
         return load_graph_folder(spec, **fractions, **options)
     _refuse(options, f"'{spec}', which is not a graph folder holding edges.csv")
+    from fieldguide.data.segmentation import is_mask_folder
+
+    if is_mask_folder(spec):  # images/ and masks/: segmentation
+        for arg, value in (("target", target), ("image_size", image_size)):
+            if value is not None:
+                raise ValueError(
+                    f"load_data got {arg}={value!r} for mask folder '{spec}'; segmentation "
+                    f"reads images at their own size and takes no target, so leave it out."
+                )
+        from fieldguide.data.segmentation import load_mask_folder
+
+        return load_mask_folder(spec, **fractions)
     if os.path.isdir(spec):
         from fieldguide.data.text_files import folder_kind
 

@@ -121,6 +121,7 @@ STARTERS: dict[str, Starter] = _starters(
         install="pip install --no-deps stardist==0.9.2 tifffile",
         modules=("stardist", "tifffile"),
         files=("stardist/data/images/img2d.tif", "stardist/data/images/mask2d.tif"),
+        loader="fieldguide.data.segmentation:load_nuclei",
     ),
     Starter(
         name="rotten-tomatoes",

@@ -15,6 +15,11 @@ def auto_model(modality: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
                 "images: a ResNet is the guide's first pick; small images get the small stem",
             )
         return "resnet18", "images: a ResNet is the guide's first pick for image classification"
+    if modality == "segmentation":
+        return (
+            "unet-small",
+            "images with masks: a U-Net is the guide's first pick (multi-scale with skips)",
+        )
     if modality == "tabular":
         return (
             "mlp",

@@ -20,6 +20,7 @@ TASKS = {
         "fieldguide.tasks.sequence_classification:SequenceClassificationTask"
     ),
     "text-classification": "fieldguide.tasks.text_classification:TextClassificationTask",
+    "segmentation": "fieldguide.tasks.segmentation:SegmentationTask",
     "regression": "fieldguide.tasks.regression:RegressionTask",
     "classification": "fieldguide.tasks.classification:ClassificationTask",
 }

@@ -47,6 +47,7 @@ class RegressionTask(Task):
     accepts: ClassVar[frozenset[str]] = frozenset({"vectors"})
     monitor = "val/rmse"
     metric_names = ("loss", "mae", "rmse", "r2")
+    options = ("loss",)
 
     @classmethod
     def fits(cls, data: Any) -> bool:

@@ -104,8 +104,6 @@ def test_non_classification_starter_names_its_task():
         "support yet",
     ):
         load_data("movielens")
-    with pytest.raises(ValueError, match="starter 'nuclei' is for segmentation"):
-        load_data("nuclei")
 
 
 def test_classification_starter_without_a_loader():
