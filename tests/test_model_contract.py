@@ -124,7 +124,7 @@ def check_permutation_equivariant(name: str, model: nn.Module) -> None:
     )
 
 
-# Odd, prime and tiny sizes: none is a multiple of two, so every level of a U-Net must pad.
+# Tiny, odd and prime sizes, none a multiple of 4: a U-Net must pad every one of them.
 ODD_SIZES = [(1, 1), (2, 3), (7, 1), (61, 67)]
 
 

@@ -11,14 +11,14 @@ whenever H or W is not a multiple of 8. Here the input is padded up to the next 
 (B, K, H, W) for every H, W >= 1, odd and prime sizes included. The padding is `pad_mode`:
 
 - "reflect" mirrors the image outward (no artificial edge at the border, as the paper's
-  mirroring). When the pad is wider than the image allows (torch's reflection needs pad < side)
-  it mirrors repeatedly, each time at most side - 1 pixels; a side of one pixel is repeated.
+  mirroring), continuing the mirror image periodically when the pad is wider than the image
+  (torch's own reflection refuses a pad of side pixels or more); a 1-pixel side is repeated.
 - "zeros" pads with zeros, which every size tolerates trivially.
 
 Inner 3x3 convolutions pad with zeros ("same" padding, unlike the paper's unpadded ones), so
 encoder and decoder features of one level always have the same size.
 
-The receptive field (`receptive_field`) is counted along the deepest path, layer by layer.
+The receptive field (`receptive_field`) is traced back from an output pixel, layer by layer.
 GroupNorm takes its statistics over the whole image, so strictly every output pixel depends a
 little on every input pixel through them; the receptive field counts the convolutions only.
 With BatchNorm in training, a batch of one image that shrinks to 1x1 at the bottom has a
@@ -196,10 +196,9 @@ class Up(nn.Module):
             )
         self.block = block
 
-    def path(self) -> list[nn.Module]:
-        """The layers that widen the receptive field, in order."""
-        ups = list(self.up) if isinstance(self.up, nn.Sequential) else [self.up]
-        return [*ups, *self.block.path()]
+    def upsampling(self) -> list[nn.Module]:
+        """The layers x passes through before the concatenation, in order."""
+        return list(self.up) if isinstance(self.up, nn.Sequential) else [self.up]
 
     def forward(self, x: Tensor, skip: Tensor, *cond: Tensor) -> Tensor:
         """Map x (B, C, H, W) and skip (B, C_s, 2H, 2W) to (B, C', 2H, 2W)."""
@@ -207,26 +206,51 @@ class Up(nn.Module):
         return self.block(h, *cond)
 
 
-def grow_receptive_field(field: int, jump: int, layer: nn.Module) -> tuple[int, int]:
-    """(field, jump) after `layer`: field in input pixels, jump = input pixels per step here.
+def input_span(layer: nn.Module, lo: int, hi: int) -> tuple[int, int]:
+    """The input pixels [lo', hi'] that the output pixels [lo, hi] of `layer` read, on one axis.
 
-    A k-tap layer of stride s widens the field by (k-1)·jump and multiplies the jump by s. A
-    2x2/2 transposed convolution maps each output pixel to one input pixel: no widening. The
-    bilinear 2x upsample blends two neighbours per axis, widening by one (coarse) jump.
+    For an unbounded image (borders only clip). Per output pixel o of a layer with k taps,
+    stride s, padding p and dilation d:
+    convolution, o·s - p + [0, (k-1)·d]; max-pooling, o·s + [0, k-1]; transposed
+    convolution, every i with o - k < i·s <= o; bilinear 2x (align_corners=False), the two
+    neighbours of the source point (o - 1/2)/2, floor((o-1)/2) and floor((o+1)/2).
     """
-    if isinstance(layer, nn.Conv2d | nn.MaxPool2d):
-        k, s, d = (
-            (layer.kernel_size[0], layer.stride[0], layer.dilation[0])
-            if isinstance(layer, nn.Conv2d)
-            else (layer.kernel_size, layer.stride, layer.dilation)
+    if isinstance(layer, nn.Conv2d):
+        (k,), (s,), (p,), (d,) = (
+            getattr(layer, a)[:1] for a in ("kernel_size", "stride", "padding", "dilation")
         )
-        return field + (k - 1) * d * jump, jump * s
+        return lo * s - p, hi * s - p + (k - 1) * d
+    if isinstance(layer, nn.MaxPool2d):
+        k, s = layer.kernel_size, layer.stride
+        return lo * s, hi * s + k - 1
     if isinstance(layer, nn.ConvTranspose2d):
         k, s = layer.kernel_size[0], layer.stride[0]
-        return field + (-(-k // s) - 1) * (jump // s), jump // s  # ceil(k/s) inputs per output
-    if isinstance(layer, nn.Upsample):
-        return field + jump, jump // 2
-    raise TypeError(f"grow_receptive_field does not know {type(layer).__name__}.")
+        return -((k - 1 - lo) // s), hi // s  # ceil((lo - k + 1) / s), floor(hi / s)
+    if isinstance(layer, nn.Upsample) and layer.scale_factor == 2 and layer.mode == "bilinear":
+        return (lo - 1) // 2, (hi + 1) // 2
+    raise TypeError(f"input_span does not know {type(layer).__name__}.")
+
+
+def trace_back(layers: list[nn.Module], lo: int, hi: int) -> tuple[int, int]:
+    """The input span of output pixels [lo, hi] of `layers` run in order."""
+    for layer in reversed(layers):
+        lo, hi = input_span(layer, lo, hi)
+    return lo, hi
+
+
+def mirror_pad(x: Tensor, before: int, after: int, axis: int) -> Tensor:
+    """Pad `axis` with the image's periodic mirror image, for any pad: ... 2 1 | 0 1 2 3 | 2 1 0 ...
+
+    Equal to torch's "reflect" padding where that works; torch refuses a pad of side pixels
+    or more, which a small image needs at depth. A side of one pixel is repeated.
+    """
+    side = x.shape[axis]
+    index = torch.arange(-before, side + after, device=x.device)
+    if side == 1:
+        return x.index_select(axis, torch.zeros_like(index))
+    period = 2 * (side - 1)  # 0 1 2 3 2 1 | 0 1 2 3 2 1 | ...
+    index = index.remainder(period)  # into [0, period), also for negative positions
+    return x.index_select(axis, torch.where(index < side, index, period - index))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,21 +312,30 @@ class UNet(Model):
 
     @property
     def receptive_field(self) -> int:
-        """Input pixels (per axis) that one output pixel sees through the convolutions.
+        """Input pixels, per axis, that the widest-seeing output pixel reads.
 
-        Counted along the deepest path: stem, every Down, every Up, head. Shallower paths
-        through the skips see less.
+        Traced back from one output pixel through every path, head to input, layer by layer
+        (`input_span`): each decoder level sends its span across the skip to the encoder and
+        through the upsampling to the level below. Pooling makes the span depend on where a
+        pixel sits in the 2^depth grid, so this is the widest over those positions: 44, 100 and
+        204 pixels at depths 2, 3 and 4 with transposed convolutions; bilinear reads more.
         """
-        field, jump = 1, 1
-        layers = [
-            *self.stem.path(),
-            *(layer for down in self.downs for layer in down.path()),
-            *(layer for up in self.ups for layer in up.path()),
-            self.head,
-        ]
-        for layer in layers:
-            field, jump = grow_receptive_field(field, jump, layer)
-        return field
+        return max(hi - lo + 1 for lo, hi in map(self._input_span, range(2**self.config.depth)))
+
+    def _input_span(self, position: int) -> tuple[int, int]:
+        """The span of (padded) input pixels, on one axis, that output pixel `position` reads."""
+        encoder = [self.stem.path(), *(down.path() for down in self.downs)]
+        skips = []  # span each decoder level needs from the encoder output of its level
+        lo, hi = trace_back([self.head], position, position)
+        for up in reversed(self.ups):  # decoder, from the output (level 0) down
+            lo, hi = trace_back(up.block.path(), lo, hi)
+            skips.append((lo, hi))
+            lo, hi = trace_back(up.upsampling(), lo, hi)
+        for level in reversed(range(len(encoder))):  # encoder, from the bottleneck up
+            if level < len(skips):  # the union of both routes into this level's output
+                lo, hi = min(lo, skips[level][0]), max(hi, skips[level][1])
+            lo, hi = trace_back(encoder[level], lo, hi)
+        return lo, hi
 
     def skip_modules(self) -> list[nn.Module]:
         """The modules whose second input is a skip (`forward(x, skip, ...)`), deepest first."""
@@ -364,23 +397,6 @@ class UNet(Model):
                 f"in training, but one {height}x{width} image shrinks to 1x1 at depth "
                 f"{self.config.depth}; train on batches of 2 or more, or use norm='group'."
             )
-
-
-def mirror_pad(x: Tensor, before: int, after: int, axis: int) -> Tensor:
-    """Pad `axis` (-2 rows, -1 columns) by reflection, repeatedly when the pad exceeds it.
-
-    torch reflects at most side - 1 pixels at a time; each pass widens the side, so a few
-    passes reach any pad. A side of one pixel has nothing to mirror and is repeated.
-    """
-    spec = (lambda b, a: (0, 0, b, a)) if axis == -2 else (lambda b, a: (b, a, 0, 0))
-    while before or after:
-        side = x.shape[axis]
-        if side == 1:
-            return F.pad(x, spec(before, after), mode="replicate")
-        step_before, step_after = min(before, side - 1), min(after, side - 1)
-        x = F.pad(x, spec(step_before, step_after), mode="reflect")
-        before, after = before - step_before, after - step_after
-    return x
 
 
 # For starter data (8x8 digits up to 256x256 crops), fast on a CPU.
