@@ -46,6 +46,9 @@ class Predictions:
     rows: list[list[Any]]
     notes: list[str] = field(default_factory=list)
     id_name: str = "row"  # what the ids are: CSV row numbers, files, or the forecast's times
+    # Segmentation: each input's class ids (H, W) and its pixels as read (C, H, W), for PNGs.
+    masks: list[Any] | None = None
+    images: list[Any] | None = None
 
     def to_csv(self) -> str:
         """The predictions as CSV text: an id column, then `columns`."""
@@ -93,7 +96,7 @@ class Run:
     def _reader(self, data: Any) -> str:
         """The reader this run's inputs need, once it is known to exist and a path exists."""
         reader = self.preprocessing["data"].get("reader", "")
-        if reader not in READERS and reader != "csv-series":
+        if reader not in READERS and reader not in ("csv-series", "mask-folder"):
             raise ValueError(
                 f"predict applies runs trained on the user's own files (a table, images, texts, "
                 f"sequences, pairs, a graph or a series); {self.run_dir} is a {self.task} run on "
@@ -119,6 +122,8 @@ class Run:
         a graph); regression gives the value in the target's units; a pairs run gives the
         decoded target text; a series run the next `horizon` steps.
         """
+        if self._reader(data) == "mask-folder":  # a class per pixel
+            return self.segment(data)
         if self._reader(data) == "csv-series":  # the future, not rows
             if not is_path(data):
                 raise ValueError(
@@ -163,6 +168,37 @@ class Run:
                 x = x.flatten(1)  # an MLP reads images as their pixels, as in training
             parts.append(self.model(x, **batch))
         return torch.cat(parts) if parts else torch.zeros(0, 1)
+
+    @torch.no_grad()
+    def segment(self, data: Any, *, tile: int = 0, margin: int | None = None) -> Predictions:
+        """Class ids per pixel of each image in `data`, in tiles for large images.
+
+        Args:
+            data: An image file, a folder of images (searched recursively), or images in Python
+                (PIL images or arrays (H, W) / (H, W, C) as a file holds them).
+            tile: Tile side for `fieldguide.api.segment.tiled_logits`; 0 takes its default.
+            margin: Pixels dropped along inner tile edges; None: half the receptive field.
+
+        Returns:
+            One row per image (its height, width and the share of pixels of each class), with
+            `masks` (H, W) class ids and `images` (C, H, W) as read.
+        """
+        from fieldguide.api.predict_inputs import segmentation_images
+        from fieldguide.api.segment import DEFAULT_TILE, tiled_logits
+
+        pixels, scaled, ids, id_name = segmentation_images(data, self.preprocessing["data"])
+        classes = self.preprocessing["classes"]
+        self.model.eval()
+        masks, rows = [], []
+        for x in scaled:
+            logits = tiled_logits(self.model, x, tile=tile or DEFAULT_TILE, margin=margin)
+            mask = (logits[0] > 0).long() if logits.shape[0] == 1 else logits.argmax(0)
+            counts = torch.bincount(mask.flatten(), minlength=len(classes)).double()
+            shares = (counts / mask.numel()).tolist()
+            masks.append(mask.numpy())
+            rows.append([int(mask.shape[0]), int(mask.shape[1]), *(round(v, 6) for v in shares)])
+        columns = ["height", "width", *(f"share({c})" for c in classes)]
+        return Predictions(ids, columns, rows, [], id_name, masks=masks, images=pixels)
 
     def _decode(self, prepared: Prepared, batch_size: int) -> Predictions:
         """Greedy outputs for each source, grouped by length so no padding reaches the encoder."""
@@ -280,12 +316,37 @@ def predict(
 ) -> Predictions:
     """Apply run `run_dir` to the inputs in `data`; write them as CSV to `output` if given.
 
-    Nothing is written unless every input was read and predicted.
+    A segmentation run writes into folder `output` (made if missing): NAME_mask.png (class ids;
+    0/255 for two classes) and NAME_overlay.png per image, and predictions.csv. Nothing is
+    written unless every input was read and predicted.
     """
-    predictions = load_run(run_dir).predict(data)
-    if output is not None:
-        target = Path(output)
-        if not target.parent.is_dir():
-            raise ValueError(f"predict -o {output}: folder {target.parent} does not exist.")
+    run = load_run(run_dir)
+    segmentation = run.preprocessing["data"].get("reader") == "mask-folder"
+    if segmentation and output is None:
+        raise ValueError(
+            f"predict writes a mask and an overlay PNG per image for segmentation run "
+            f"{run.run_dir.name}; give -o FOLDER for them."
+        )
+    target = None if output is None else Path(output)
+    if target is not None and not target.absolute().parent.is_dir():
+        raise ValueError(f"predict -o {output}: folder {target.parent} does not exist.")
+    if segmentation and target is not None and target.exists() and not target.is_dir():
+        raise ValueError(f"predict -o {output}: expected a folder for the masks; it is a file.")
+    predictions = run.predict(data)
+    if target is None:
+        return predictions
+    if not segmentation:
         write_atomic(target, predictions.to_csv())
+        return predictions
+    from fieldguide.api.segment import mask_image, overlay, write_png
+
+    target.mkdir(exist_ok=True)
+    k = len(run.preprocessing["classes"])
+    for name, mask, pixels in zip(
+        predictions.ids, predictions.masks or [], predictions.images or [], strict=True
+    ):
+        stem = Path(str(name)).with_suffix("").as_posix().replace("/", "__")
+        write_png(target / f"{stem}_mask.png", mask_image(mask, k))
+        write_png(target / f"{stem}_overlay.png", overlay(pixels, mask))
+    write_atomic(target / "predictions.csv", predictions.to_csv())
     return predictions

@@ -15,6 +15,7 @@ the run, never from the new inputs, so a prediction sees what training saw.
 | npz-sequences | a .npz with x (and lengths)             | arrays (T, C), or one (N, T, C)        |
 | csv-pairs     | a .csv with the run's source column     | a list of source strings               |
 | graph-folder  | a folder with nodes.csv and edges.csv   | (a path only)                          |
+| mask-folder   | an image file or a folder of them       | PIL images or arrays (H, W[, C])       |
 | csv-series    | a .csv series (the last `context` rows) | (a path only)                          |
 """
 
@@ -193,6 +194,53 @@ def _picture(item: Any, i: int) -> Any:
             f"{array.shape}."
         )
     return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+
+
+def segmentation_images(
+    source: Source, data: dict
+) -> tuple[list[np.ndarray], list[torch.Tensor], list[Any], str]:
+    """Images for a segmentation run, each at its own size, read as the training images were.
+
+    Returns the pixels as read (C, H, W) float64, the same standardised with the training
+    channel statistics as float32 tensors, the ids and what the ids are.
+    """
+    from fieldguide.data.segmentation import IMAGE_SUFFIXES, image_channels, read_array
+
+    if is_path(source):
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
+            ids: list[Any] = [str(p.relative_to(path)) for p in files]
+        else:
+            expect_suffix(path, IMAGE_SUFFIXES, "an image file or a folder of images")
+            files, ids = [path], [path.name]
+        if not files:
+            raise ValueError(f"predict found no images in {path}; expected files such as *.png.")
+        pixels = [image_channels(read_array(f), f) for f in files]
+        id_name = "file"
+    else:
+        items = _in_python(source, "images: PIL images or arrays (H, W) or (H, W, C)")
+        pixels = []
+        for i, item in enumerate(items):
+            array = np.asarray(item.numpy() if isinstance(item, Tensor) else item)
+            pixels.append(image_channels(array, Path(f"image {i}")))
+        ids, id_name = list(range(len(items))), "index"
+    mean, std = np.array(data["mean"]), np.array(data["std"])
+    for name, p in zip(ids, pixels, strict=True):
+        if p.shape[0] != len(mean):
+            raise ValueError(
+                f"predict got image {name!r} with {p.shape[0]} channel(s); the run was trained "
+                f"on {len(mean)}, so give images like its training images."
+            )
+    scaled = [
+        torch.from_numpy(((p - mean[:, None, None]) / std[:, None, None]).astype(np.float32))
+        for p in pixels
+    ]
+    return pixels, scaled, ids, id_name
 
 
 # ---------------------------------------------------------------------------------------------
