@@ -3,7 +3,8 @@
 Batch (train): (x (B, C, S, S), y (B, S, S)): random S x S crops of the training images with a
 random flip and quarter turn, applied alike to image and mask and drawn from torch's global
 generator, which checkpoints save and restore, so a resumed run draws the same crops. An
-epoch is `crops_per_epoch` crops (by default 16 per crop-sized area of the training pixels).
+epoch is `crops_per_epoch` crops: by default one per crop-sized area of the training pixels,
+but at least 1,024 (at most 16 per area), so that one large image still makes an epoch.
 
 Model: per-pixel logits (B, K, H, W) for any H and W; K = 1 for two classes (the logit of the
 second, "foreground"), else K = the number of classes.
@@ -36,7 +37,8 @@ from fieldguide.tasks.base import Task, evaluating, named
 
 LOSSES = ("ce", "dice", "focal", "ce+dice")
 DEFAULT_CROP = 128
-CROPS_PER_AREA = 16  # crops per epoch for each crop-sized area of training pixels
+CROPS_PER_AREA = 16  # most crops per epoch of each crop-sized area of training pixels
+MIN_CROPS = 1024  # crops per epoch at least, where that many views exist
 FOCAL_GAMMA = 2.0
 DICE_SMOOTH = 1.0  # keeps soft Dice defined where a crop holds no pixel of a class
 
@@ -127,8 +129,10 @@ class SegmentationTask(Task):
         self.loss_name = loss
         self.num_classes = len(data.classes)
         self.k = 1 if self.num_classes == 2 else self.num_classes  # logits per pixel
-        area = data.train.pixels / self.crop**2
-        self.crops_per_epoch = crops_per_epoch or max(1, math.ceil(CROPS_PER_AREA * area))
+        # An epoch covers every training pixel about once, and at least MIN_CROPS crops (up to
+        # CROPS_PER_AREA views of each crop-sized area), so a few large images still make steps.
+        area = math.ceil(data.train.pixels / self.crop**2)
+        self.crops_per_epoch = crops_per_epoch or max(area, min(CROPS_PER_AREA * area, MIN_CROPS))
         counts = torch.zeros(self.num_classes, dtype=torch.float64)
         for mask in data.train.masks:
             counts += torch.bincount(mask.flatten(), minlength=self.num_classes).double()
