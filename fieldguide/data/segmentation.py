@@ -12,9 +12,10 @@ The user's layout (`load_mask_folder`):
     data/classes.txt       optional: one class name per line, class id = line number - 1
 
 A mask holds class ids (0 = the first class, usually background), or 0 and 255 for a binary
-mask (255 read as class 1). Without classes.txt the classes are "background" and "foreground"
-for binary masks, else "0", "1", ... up to the largest id found. At most 256 classes. Every bad
-pair is refused in one sentence naming the file before anything is written.
+mask (255 read as class 1); a palette PNG mask holds them as its palette indices, whatever the
+colours. Without classes.txt the classes are "background" and "foreground" for binary masks,
+else "0", "1", ... up to the largest id found. At most 256 classes. Every bad pair is refused
+in one sentence naming the file before anything is written.
 
 The nuclei starter (`load_nuclei`) is one 512x512 fluorescence image of the 2018 Data Science
 Bowl shipped with stardist, with its instance mask read as nucleus vs background: the left three
@@ -125,8 +126,12 @@ def _standardised(
 # ---------------------------------------------------------------------------------------------
 
 
-def read_array(path: Path) -> np.ndarray:
-    """The pixels of an image file as stored (H, W) or (H, W, C): TIFF by tifffile, else PIL."""
+def read_array(path: Path, *, palette_indices: bool = False) -> np.ndarray:
+    """The pixels of an image file as stored (H, W) or (H, W, C): TIFF by tifffile, else PIL.
+
+    A palette image reads as its RGB colours, or as its palette indices with `palette_indices`
+    (how masks saved by VOC-style tools hold their class ids).
+    """
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
             import tifffile
@@ -147,7 +152,7 @@ def read_array(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode == "P":
+            if image.mode == "P" and not palette_indices:
                 image = image.convert("RGB")
             return np.asarray(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
@@ -284,7 +289,7 @@ def load_mask_folder(
     arrays, ids, stems, channels, binary = [], [], sorted(images), None, True
     for stem in stems:
         image = image_channels(read_array(images[stem]), images[stem])
-        mask_raw = read_array(masks[stem])
+        mask_raw = read_array(masks[stem], palette_indices=True)
         mask = mask_ids(mask_raw, masks[stem])
         if mask.shape != image.shape[1:]:
             raise ValueError(
