@@ -124,6 +124,25 @@ STARTERS: dict[str, Starter] = _starters(
         loader="fieldguide.data.segmentation:load_nuclei",
     ),
     Starter(
+        name="fashion-masks",
+        modality="images",
+        task="segmentation",
+        description="DERIVED: Fashion-MNIST photos with per-pixel garment masks made from "
+        "their own pixels, 11 classes",
+        carrier="apt: dataset-fashion-mnist",
+        install="apt-get install -y dataset-fashion-mnist",
+        files=tuple(
+            f"{FASHION_MNIST_DIR}/{part}-ubyte.gz"
+            for part in (
+                "train-images-idx3",
+                "train-labels-idx1",
+                "t10k-images-idx3",
+                "t10k-labels-idx1",
+            )
+        ),
+        loader="fieldguide.data.fashion_masks:load_fashion_masks",
+    ),
+    Starter(
         name="rotten-tomatoes",
         modality="text",
         task="classification",

