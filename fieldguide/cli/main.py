@@ -34,7 +34,8 @@ EXIT_INTERRUPTED = 130
 DATA_FORMATS = """your own data (`fieldguide data inspect PATH` says how a path will be read):
   table.csv          a header row, one row per example; the target is the column named
                      target/label/class or --target; labels give classification, a numeric
-                     target with fractions or over 20 values (or --task regression) regression;
+                     target with fractions, over 20 values or mostly distinct ones (or --task
+                     regression) regression;
                      numeric cells are z-scored, others one-hot; empty cells are filled and
                      counted
   series.csv         a time column (date, time, timestamp, ds, year, ... or ISO dates first)
@@ -52,6 +53,9 @@ DATA_FORMATS = """your own data (`fieldguide data inspect PATH` says how a path 
                      sequence classification
   graph/             edges.csv (source, target[, weight]) and nodes.csv (id, features, label):
                      node classification
+  seg/images/NAME.png  with seg/masks/NAME.png (same size; PNG or TIFF; class ids, or 0/255
+                     for binary) and optionally seg/classes.txt (one name per line):
+                     segmentation, trained on random --crop crops, scored on whole images
 Every bad row, file or cell is one sentence naming it; nothing is written on failure."""
 
 

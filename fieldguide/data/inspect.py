@@ -146,6 +146,8 @@ def _inspect_folder(path: Path) -> Inspection:
         return Inspection(
             shown, "graph folder", "node-classification", facts, auto_model("graphs", ())
         )
+    if (path / "images").is_dir() and (path / "masks").is_dir():
+        return _inspect_mask_folder(path)
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         texts = [f for f in _files(path) if f.suffix.lower() == ".txt"]
@@ -192,6 +194,35 @@ def _inspect_folder(path: Path) -> Inspection:
     raise ValueError(
         f"folder '{path}' mixes file kinds {sorted(suffixes)} in its class sub-folders; give "
         f"each class images, .txt files or .csv sequences, one kind for the whole folder."
+    )
+
+
+def _inspect_mask_folder(path: Path) -> Inspection:
+    """images/ and masks/ sub-folders: segmentation (pairs matched by name, classes listed)."""
+    images = {f.stem: f for f in _files(path / "images") if f.suffix.lower() in IMAGE_SUFFIXES}
+    masks = {f.stem: f for f in _files(path / "masks") if f.suffix.lower() in IMAGE_SUFFIXES}
+    paired = sorted(images.keys() & masks.keys())
+    facts = [("size", f"{len(paired)} image and mask pairs")]
+    unpaired = len(images) + len(masks) - 2 * len(paired)
+    if unpaired:
+        facts.append(("unpaired", f"{unpaired} file(s) without a partner (training refuses)"))
+    if paired:
+        from PIL import Image  # reads the header only
+
+        first = images[paired[0]]
+        if first.suffix.lower() not in (".tif", ".tiff"):
+            with Image.open(first) as image:
+                width, height = image.size
+                channels = len(image.getbands())
+            facts.append(("images", f"e.g. {first.name}: {width}x{height}, {channels} channel(s)"))
+    names = path / "classes.txt"
+    if names.is_file():
+        listed = [n.strip() for n in names.read_text(encoding="utf-8").splitlines() if n.strip()]
+        facts.append(("classes", f"{len(listed)} from classes.txt: {', '.join(listed[:8])}"))
+    else:
+        facts.append(("classes", "from the mask values (0/255 masks: background, foreground)"))
+    return Inspection(
+        str(path), "mask folder", "segmentation", facts, auto_model("segmentation", ())
     )
 
 

@@ -84,3 +84,26 @@ def test_the_cli_prints_it_without_importing_torch(tables):
     assert lines[-1] == "False 0" and any(
         line.startswith("task") and "regression" in line for line in lines
     )
+
+
+def test_a_mask_folder_reads_as_segmentation_without_importing_torch(tmp_path):
+    root = tmp_path / "seg"
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.zeros((20, 30), np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(np.zeros((20, 30), np.uint8)).save(root / "masks" / f"{i}.png")
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(root / "images" / "extra.png")
+    (root / "classes.txt").write_text("sky\nroad\n")
+    code = (
+        "import sys; from fieldguide.data.inspect import inspect_data; "
+        f"found = inspect_data({str(root)!r}); "
+        "print('torch' in sys.modules); print(found.kind, found.task, found.model[0]); "
+        "print(dict(found.facts))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    imported, summary, facts = done.stdout.strip().splitlines()
+    assert imported == "False" and summary == "mask folder segmentation unet-small"
+    assert "3 image and mask pairs" in facts and "1 file(s) without a partner" in facts
+    assert "2 from classes.txt: sky, road" in facts and "30x20, 1 channel(s)" in facts
