@@ -15,6 +15,25 @@ task declares which of those it accepts, and the task sizes the model for its da
 and what the task needs out. Fields the data decides (input width, outputs, vocabulary, the
 pool or readout a task needs) are set there; every other field stays the user's.
 
+Generative models (diffusion, flows, VAEs) set `outputs = ("generative",)` and
+`trains_for = "generation"`, so the generation task (tasks/generation.py) trains them on any
+image or vector data. They work in "model space": images scaled to [-1, 1] (pixels in [0, 1]
+times 2 minus 1), vectors standardised. They implement:
+
+- `loss(x, y) -> Tensor`: the scalar training loss of a batch (mean over examples); y (B,)
+  int64 labels, ignored unless the model is class-conditional.
+- `sample(n, y=None, *, generator=None, **options) -> Tensor`: n samples (n, *shape) in model
+  space; y (n,) the classes to condition on.
+- Flows also `log_prob(x, y=None) -> Tensor` (B,) in nats, exact; VAEs `elbo(x, y=None)` (B,),
+  a lower bound of it. The task turns these into bits per dimension of the discrete data.
+- `forward(...)`: one deterministic per-example map the generic contract can call on
+  `example_input()` (diffusion: the noise prediction for (x_t, t, y); flows: z = f(x); VAEs:
+  the reconstruction from the posterior mean).
+- Config fields: `in_channels`, `image_size` (H = W; 0 for vectors of width in_channels),
+  `conditional` (the preset's choice) and `num_classes` (set from the data when conditional,
+  else 0); `config_for_data` sets in_channels, image_size and num_classes from the spec, whose
+  shape is (C, H, W) or (D,) and whose num_outputs is the data's class count.
+
 One name per concept across every config dataclass:
 
 | concept                                   | field         |
@@ -44,8 +63,9 @@ from fieldguide.layers.shapes import check_shape
 # What a model class can read; tasks accept some of these.
 READS = ("vectors", "images", "sequences", "tokens", "token-pairs", "graph")
 # What a task needs out of a model: one output per example (a row, an image, a whole sequence
-# or text), per step of a sequence, per node of a graph, per graph, or per pixel of an image.
-OUTPUTS = ("per-example", "per-step", "per-node", "per-graph", "per-pixel")
+# or text), per step of a sequence, per node of a graph, per graph, or per pixel of an image;
+# "generative": the model learns the data's distribution (see GENERATIVE below).
+OUTPUTS = ("per-example", "per-step", "per-node", "per-graph", "per-pixel", "generative")
 
 
 @dataclass(frozen=True)
@@ -63,7 +83,9 @@ class DataSpec:
 
     shape: tuple[int, ...]
     num_outputs: int
-    output: Literal["per-example", "per-step", "per-node", "per-graph", "per-pixel"] = "per-example"
+    output: Literal[
+        "per-example", "per-step", "per-node", "per-graph", "per-pixel", "generative"
+    ] = "per-example"
     vocab_size: int = 0
     description: str = ""
 
@@ -80,6 +102,9 @@ class Model(nn.Module):
     invariants: ClassVar[frozenset[str]] = frozenset()
     reads: ClassVar[str] = ""  # one of READS; tasks check it before building
     outputs: ClassVar[tuple[str, ...]] = ("per-example",)  # the OUTPUTS it can give
+    # The task a model trains for whatever the data ("generation" for generative models, which
+    # learn the data's distribution with their own `loss`); "" lets the data choose the task.
+    trains_for: ClassVar[str] = ""
     name: str = ""  # the registry name, set by create_model
 
     def __init__(self, config: Any) -> None:
