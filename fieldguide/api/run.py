@@ -47,7 +47,10 @@ def _make_task(data: Any, run: RunConfig) -> Any:
         "loss": "" if run.train.loss == "auto" else run.train.loss,
         "crop": run.data.crop,
     }
-    return make_task(data, **{k: v for k, v in given.items() if v})
+    from fieldguide.models.registry import get_entry
+
+    trains_for = getattr(get_entry(run.model).cls, "trains_for", "")
+    return make_task(data, trains_for, **{k: v for k, v in given.items() if v})
 
 
 def parse_fanouts(text: str) -> tuple[int, ...]:

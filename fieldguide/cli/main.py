@@ -197,6 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="of the sampling (default: 0)")
 
     p = sub.add_parser(
+        "sample",
+        help="draw samples from a trained generative run (diffusion, flow, VAE)",
+        description=(
+            "Draw samples from a finished generative run and write them as a PNG grid (a "
+            "scatter plot for 2-D data). Seeded: the same options give the same samples."
+        ),
+    )
+    p.add_argument("run", metavar="RUN", help="a run folder of a generative model")
+    p.add_argument("--n", type=int, default=64, help="how many samples (default: 64)")
+    p.add_argument(
+        "--class",
+        dest="label",
+        default=None,
+        help="a class name or index (class-conditional runs); default: every class in turn",
+    )
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (diffusion)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (diffusion)")
+    p.add_argument("--seed", type=int, default=0, help="of the draw (default: 0)")
+    p.add_argument("-o", "--output", default="samples.png", help="the PNG (default: samples.png)")
+    p.add_argument("--tensors", default=None, help="also save the samples as .safetensors here")
+
+    p = sub.add_parser(
         "predict",
         help="apply a finished run to new inputs of the kind it trained on",
         description=(
@@ -396,6 +418,35 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(args.prompt + text)
 
 
+def cmd_sample(args: argparse.Namespace) -> None:
+    """Draw samples and write the grid (and the tensors)."""
+    from fieldguide.api.sample import check_outputs, sample, save_samples
+
+    check_outputs(args.output, args.tensors)
+    samples = sample(
+        args.run,
+        n=args.n,
+        label=args.label,
+        guidance=args.guidance,
+        steps=args.steps,
+        seed=args.seed,
+        progress=_step_bar("sampling"),
+    )
+    save_samples(samples, args.output, args.tensors)
+    print(f"{len(samples.x)} sample(s) written to {args.output}", file=sys.stderr)
+
+
+def _step_bar(what: str) -> Any:
+    """A callable(done, total) drawing a progress line on stderr, for slow loops."""
+
+    def update(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            end = "\n" if done >= total else "\r"
+            print(f"{what} {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return update
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     """Write (or print) one prediction per input, beside its row number."""
     from fieldguide.api.predict import predict
@@ -439,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "generate": cmd_generate,
         "predict": cmd_predict,
+        "sample": cmd_sample,
         "data": cmd_data,
     }
     try:

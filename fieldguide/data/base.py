@@ -572,6 +572,7 @@ def image_data(
     classes: list[str],
     description: str,
     synthetic: bool = False,
+    levels: int = 256,
 ) -> ClassificationData:
     """Standardize images per channel with train statistics and pack them as ClassificationData.
 
@@ -584,6 +585,8 @@ def image_data(
         classes: Class names.
         description: One line for reports.
         synthetic: Whether the images are generated.
+        levels: Distinct pixel values of the files (256 for 8-bit, 17 for the 0..16 digits):
+            what a density model's bits per dimension are counted over.
     """
     train, val, test = splits
     mean, std = channel_stats(x[train])
@@ -604,6 +607,7 @@ def image_data(
             "scale": "pixel values mapped to [0, 1]",
             "mean": [float(m) for m in mean],
             "std": [float(s) for s in std],
+            "levels": levels,
         },
     )
 

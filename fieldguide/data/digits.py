@@ -36,4 +36,5 @@ def load_digits(
         name="digits",
         classes=DIGIT_CLASSES,
         description=f"scikit-learn digits: {len(y):,} real 8x8 scans, 10 classes",
+        levels=17,  # pixel counts 0..16
     )

@@ -174,6 +174,16 @@ STARTERS: dict[str, Starter] = _starters(
         loader="fieldguide.data.text:load_dates",
     ),
     Starter(
+        name="two-moons",
+        modality="tabular",
+        task="classification",
+        description="synthetic two moons: 4,000 2-D points on two half circles (density "
+        "models' toy)",
+        carrier=_GENERATED,
+        install=_GENERATED,
+        loader="fieldguide.data.moons:load_two_moons",
+    ),
+    Starter(
         name="sunspots",
         modality="time-series",
         task="forecasting",

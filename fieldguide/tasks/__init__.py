@@ -21,6 +21,7 @@ TASKS = {
     ),
     "text-classification": "fieldguide.tasks.text_classification:TextClassificationTask",
     "segmentation": "fieldguide.tasks.segmentation:SegmentationTask",
+    "generation": "fieldguide.tasks.generation:GenerationTask",
     "regression": "fieldguide.tasks.regression:RegressionTask",
     "classification": "fieldguide.tasks.classification:ClassificationTask",
 }
@@ -44,13 +45,14 @@ def task_for(data: Any) -> type:
     )
 
 
-def make_task(data: Any, **options: Any) -> Any:
+def make_task(data: Any, trains_for: str = "", **options: Any) -> Any:
     """The task for `data`, given the options the user set (unset ones left out).
 
-    An option the chosen task does not take is an error of one sentence naming the tasks that
-    do, so nothing the user passes is silently ignored.
+    `trains_for` is the task a model asks for whatever the data (a generative model's
+    "generation"); "" lets the data choose. An option the chosen task does not take is an error
+    of one sentence naming the tasks that do, so nothing the user passes is silently ignored.
     """
-    cls = task_for(data)
+    cls = task_class(trains_for) if trains_for else task_for(data)
     for option in options:
         if option not in cls.options:
             users = [n for n in TASKS if option in task_class(n).options]

@@ -326,6 +326,9 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        after = getattr(self.model, "after_optimizer_step", None)
+        if callable(after):  # a model that keeps state of its weights (an EMA copy) updates it
+            after()
         self.state.step += 1
         self.state.position += 1
         self.state.samples += window

