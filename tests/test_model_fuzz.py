@@ -48,6 +48,7 @@ TINY: dict[str, dict[str, object]] = {
     "transformer": {"hidden_dim": 16, "num_heads": 2, "num_layers": 1, "max_len": 32},
     "vit": {"hidden_dim": 16, "num_heads": 2, "num_layers": 1},
     "gnn": {"hidden_dim": 8, "num_layers": 2},
+    "vae": {"hidden_dim": 4, "latent_dim": 4},
 }
 PER_NAME: dict[str, dict[str, object]] = {
     "gpt2-small": {"vocab_size": 300},  # 50257 logits per step would dominate the run time
