@@ -130,35 +130,29 @@ def test_depth_one_shows_blocks_and_depth_two_opens_them():
     assert len(traced("resnet-tiny", 3).nodes) >= len(deep.nodes) > len(shallow.nodes)
 
 
-class TinyUNet(nn.Module):
-    """A two-level U-Net: its decoder concatenates the encoder's features (a skip)."""
-
-    def __init__(self):
-        super().__init__()
-        self.down = nn.Conv2d(1, 4, 3, padding=1)
-        self.pool = nn.MaxPool2d(2)
-        self.bottom = nn.Conv2d(4, 4, 3, padding=1)
-        self.up = nn.Upsample(scale_factor=2)
-        self.out = nn.Conv2d(8, 1, 1)
-
-    def forward(self, x):
-        skip = self.down(x)
-        h = self.up(self.bottom(self.pool(skip)))
-        return self.out(torch.cat([h, skip], 1))
-
-
-def test_a_concatenated_skip_is_a_concat_node_fed_from_both_levels():
-    graph = trace(TinyUNet(), torch.randn(1, 1, 8, 8))
-    (concat,) = [n for n in graph.nodes if n.kind == "concat"]
-    labels = {graph.node(s).label for s in inputs_of(graph, concat.id)}
-    assert labels == {"down: Conv2d", "up: Upsample"}  # the skip and the upsampled path
+def test_the_unet_concatenates_a_skip_from_each_encoder_level():
+    torch.manual_seed(0)
+    model = create_model("unet-tiny")  # depth 2: two decoder levels, two skips
+    graph = trace(model, model.example_input(1), depth=2)
+    fed = {
+        n.group: sorted(graph.node(s).module for s in inputs_of(graph, n.id))
+        for n in graph.nodes
+        if n.kind == "concat"
+    }
+    # Each Up joins its up-convolution with the encoder's output of the same size: the deepest
+    # (ups.0) with the first Down's block, the last (ups.1) with the stem's final ReLU.
+    assert fed == {
+        "g_ups.0": ["downs.0.block", "ups.0.up"],
+        "g_ups.1": ["stem.act", "ups.1.up"],
+    }
 
 
 def test_python_api_takes_any_module_and_its_input():
-    text = fieldguide.diagram(TinyUNet(), torch.randn(1, 1, 8, 8), shapes=True, direction="TD")
+    unet = create_model("unet-tiny")  # an nn.Module, drawn at the input given, not its own
+    text = fieldguide.diagram(unet, torch.randn(1, 1, 8, 8), shapes=True, direction="TD")
     assert text.startswith("flowchart TD") and "(1, 8, 8, 8)" in text
-    with pytest.raises(ValueError, match="needs example_input for a TinyUNet"):
-        diagram(TinyUNet())
+    with pytest.raises(ValueError, match="needs example_input for a Conv2d"):
+        diagram(nn.Conv2d(1, 4, 3))
     with pytest.raises(ValueError, match="format one of mermaid, dot, json; got 'svg'"):
         diagram("mlp", format="svg")
     with pytest.raises(ValueError, match="depth as an int of at least 1; got 0"):
