@@ -48,6 +48,7 @@ TINY: dict[str, dict[str, object]] = {
     "transformer": {"hidden_dim": 16, "num_heads": 2, "num_layers": 1, "max_len": 32},
     "vit": {"hidden_dim": 16, "num_heads": 2, "num_layers": 1},
     "gnn": {"hidden_dim": 8, "num_layers": 2},
+    "diffusion": {"hidden_dim": 8},
     "vae": {"hidden_dim": 4, "latent_dim": 4},
 }
 PER_NAME: dict[str, dict[str, object]] = {
@@ -117,7 +118,12 @@ class Maker:
         self.model = model
         self.rng = random.Random(seed)
         self.gen = torch.Generator().manual_seed(seed)
-        self.example = model.example_input(2)
+        example = model.example_input(2)
+        # Images with side inputs (diffusion's x, t, y): x is mutated, the rest passed unchanged.
+        side = (
+            isinstance(example, tuple) and example[0].is_floating_point() and example[0].ndim == 4
+        )
+        self.example, self.side = (example[0], example[1:]) if side else (example, ())
         params = inspect.signature(model.forward).parameters
         self.params = list(params)
         self.kind = self._kind()
@@ -319,7 +325,7 @@ class Maker:
 
     def _dense_case(self, x, what, *, lengths=None, names=("x",), empty=False) -> Case:
         kwargs = {} if lengths is None else {"lengths": lengths}
-        return Case(what, (x,), kwargs, names, empty)
+        return Case(what, (x, *self.side), kwargs, names, empty)
 
     def _vectors(self) -> list[Callable[[], Case]]:
         return self._dense_makers()

@@ -16,7 +16,19 @@ from fieldguide.suggest import unknown
 from fieldguide.typed import replace_config
 
 # Family modules under fieldguide.models, imported when the registry is first read.
-FAMILIES = ("mlp", "resnet", "unet", "rnn", "tcn", "ssm", "transformer", "vit", "gnn", "vae")
+FAMILIES = (
+    "mlp",
+    "resnet",
+    "unet",
+    "rnn",
+    "tcn",
+    "ssm",
+    "transformer",
+    "vit",
+    "gnn",
+    "diffusion",
+    "vae",
+)
 
 
 @dataclass(frozen=True)
