@@ -3,6 +3,7 @@
 Parametrized over `list_models()`, so a new family is covered the moment it registers a name.
 """
 
+import copy
 import re
 
 import pytest
@@ -176,9 +177,32 @@ def check_uses_skips(name: str, model: nn.Module) -> None:
         )
 
 
+def check_invertible(name: str, model: nn.Module) -> None:
+    """x -> z -> x: `inverse(model(x))` gives x back within 1e-5, in float64 and eval mode.
+
+    float64 so that round-off through a deep stack cannot hide a real defect, nor fake one.
+    The model is copied, so the caller's keeps its dtype.
+    """
+    model = copy.deepcopy(model).double().eval()
+    x = _example(model, 3, seed=9).double()
+    with torch.no_grad():
+        z = model(x)
+        back = model.inverse(z)
+    assert z.shape == x.shape, f"{name}: latents of shape {tuple(z.shape)} for x {tuple(x.shape)}"
+    assert torch.isfinite(z).all(), f"{name}: non-finite latents"
+    torch.testing.assert_close(
+        back,
+        x,
+        atol=1e-5,
+        rtol=0,
+        msg=lambda m: f"{name}: inverse(forward(x)) does not give x back. {m}",
+    )
+
+
 CHECKERS = {
     "batch_independent": check_batch_independent,
     "causal": check_causal,
+    "invertible": check_invertible,
     "permutation_equivariant": check_permutation_equivariant,
     "size_preserving": check_size_preserving,
     "streamable": check_streamable,
@@ -228,6 +252,21 @@ def test_permutation_checker_catches_a_model_that_reads_node_numbers():
 
     with pytest.raises(AssertionError, match="do not follow the nodes"):
         check_permutation_equivariant("positional", ReadsNodeNumbers())
+
+
+def test_invertibility_checker_catches_a_map_that_is_not_one_to_one():
+    class Clips(nn.Module):
+        def example_input(self, batch_size):
+            return 3 * torch.randn(batch_size, 4)
+
+        def forward(self, x):
+            return x.clamp(-1, 1)  # every x beyond ±1 lands on the same z
+
+        def inverse(self, z):
+            return z
+
+    with pytest.raises(AssertionError, match="does not give x back"):
+        check_invertible("clips", Clips())
 
 
 def test_size_checker_catches_a_model_that_loses_a_pixel():

@@ -27,6 +27,7 @@ FAMILIES = (
     "vit",
     "gnn",
     "diffusion",
+    "flows",
     "vae",
 )
 
