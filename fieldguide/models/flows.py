@@ -621,3 +621,9 @@ register("realnvp-2d", FlowConfig(in_channels=2, image_size=0, num_couplings=8),
 # Digits (8x8) and Fashion-MNIST (28x28): two levels of 3 + 3 couplings and 3 more at the end,
 # as in the paper, with nets of one residual block 32 wide (set image_size from the data).
 register("realnvp", FlowConfig(hidden_dim=32, num_layers=1, num_couplings=3), RealNVP)
+# The same, class-conditional (classes set from the data); y=None is the "no label" density.
+register(
+    "realnvp-cond",
+    FlowConfig(hidden_dim=32, num_layers=1, num_couplings=3, conditional=True, num_classes=10),
+    RealNVP,
+)
