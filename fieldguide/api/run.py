@@ -49,7 +49,8 @@ def _make_task(data: Any, run: RunConfig) -> Any:
     }
     from fieldguide.models.registry import get_entry
 
-    trains_for = getattr(get_entry(run.model).cls, "trains_for", "")
+    # "auto" picks a model for the data's own task; a named model may ask for its own task.
+    trains_for = "" if run.model == "auto" else getattr(get_entry(run.model).cls, "trains_for", "")
     return make_task(data, trains_for, **{k: v for k, v in given.items() if v})
 
 

@@ -37,8 +37,8 @@ from fieldguide.tasks.base import Task, evaluating, named
 EVAL_SEED = 20_240_601  # the fixed seed of every evaluation's noise
 
 
-def is_density(model: nn.Module) -> bool:
-    """Whether `model` gives a log-likelihood (flows) or a bound on it (VAEs)."""
+def is_density(model: nn.Module | type) -> bool:
+    """Whether `model` (or its class) gives a log-likelihood (flows) or a bound on it (VAEs)."""
     return callable(getattr(model, "log_prob", None)) or callable(getattr(model, "elbo", None))
 
 
@@ -83,7 +83,8 @@ class GenerationTask(Task):
             self.std = torch.tensor(prep["std"], dtype=torch.float32)[:, None, None]
             self.levels = int(prep.get("levels", 256))
         self.num_classes = len(data.classes)
-        self.dequantize = False  # set from the model by `build_model`
+        self.dequantize = False  # set from the model class by `check_model`
+        self.density = True  # whether the model gives a likelihood: baselines compare with it
 
     def accepted(self) -> frozenset[str]:
         """Image models for images, vector models for rows."""
@@ -98,11 +99,10 @@ class GenerationTask(Task):
             description=f"{self.num_classes} classes to condition on",
         )
 
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """The model, sized for the data; density models get dequantised images."""
-        model = super().build_model(name, **overrides)
-        self.dequantize = self.images and is_density(model)
-        return model
+    def check_model(self, name: str, cls: type, config: Any) -> None:
+        """Note whether the model is a density model: those get dequantised images."""
+        self.density = is_density(cls)
+        self.dequantize = self.images and self.density
 
     # -- model space ---------------------------------------------------------------------------
     def to_model_space(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
@@ -166,8 +166,11 @@ class GenerationTask(Task):
 
         Images: each pixel an independent categorical over its L levels, fitted on the training
         images with add-one smoothing: bits/dim of `split`. Vectors: one full-covariance
-        Gaussian fitted on the training rows: nll of `split` in nats per example.
+        Gaussian fitted on the training rows: nll of `split` in nats per example. None for
+        a model without a likelihood (diffusion), whose loss they could not be set beside.
         """
+        if not self.density:
+            return {}
         train, part = self.data.train.x, getattr(self.data, split).x
         if self.images:
             k_train = ((train * self.std + self.mean) * (self.levels - 1)).round().long()
