@@ -16,7 +16,9 @@ the discrete data's:
     bits/dim = (-log p(x) - D log 2 + D log L) / (D ln 2)
 
 with log p(x) in model space (the D log 2 undoes the map of [0, 1] onto [-1, 1]); for a VAE,
--log p(x) <= -ELBO makes it a looser bound. Vectors get the negative log-likelihood in nats
+-log p(x) <= -ELBO makes it a looser bound. A class-conditional model is scored given each
+image's class, log p(x | y), which is lower than an unconditional model's bits/dim would be:
+compare conditional numbers with conditional ones. Vectors get the negative log-likelihood in nats
 per example ("nll"). Every evaluation draws its noise (diffusion time steps, VAE latents,
 dequantisation) from a generator forked from a fixed seed, so it repeats exactly and leaves
 the training stream untouched (a resumed run stays bitwise equal).
