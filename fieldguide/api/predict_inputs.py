@@ -64,6 +64,26 @@ def expect_suffix(path: Path, suffixes: str | tuple[str, ...], what: str) -> Non
         raise ValueError(f"predict expects --data as {what}, as the run was trained; got '{path}'.")
 
 
+def files_of(path: Path, suffixes: tuple[str, ...], noun: str) -> tuple[list[Path], list[str]]:
+    """The files a path names: itself, or every file under a folder with one of `suffixes`.
+
+    Returns the files in order and their ids (names relative to the folder). One sentence when
+    the file has another suffix or the folder holds none; `noun` names one input ("image").
+    """
+    article = "an" if noun[0] in "aeiou" else "a"
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+        )
+        if not files:
+            raise ValueError(f"predict found no {noun}s in {path} ({', '.join(suffixes)}).")
+        return files, [str(p.relative_to(path)) for p in files]
+    expect_suffix(path, suffixes, f"{article} {noun} file or a folder of {noun}s")
+    return [path], [path.name]
+
+
 def _in_python(source: Any, what: str) -> list:
     """`source` as a non-empty list, or one sentence saying what a run of this kind takes."""
     if isinstance(source, str | bytes) or not isinstance(source, Sequence | np.ndarray | Tensor):
@@ -134,18 +154,7 @@ def images(source: Source, data: dict) -> Prepared:
     size, mean, std = data["image_size"], data["mean"], data["std"]
     if is_path(source):
         path = Path(source)
-        if path.is_dir():
-            files = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-            )
-            ids: list[Any] = [str(p.relative_to(path)) for p in files]
-        else:
-            expect_suffix(path, tuple(IMAGE_SUFFIXES), "an image file or a folder of images")
-            files, ids = [path], [path.name]
-        if not files:
-            raise ValueError(f"predict found no images in {path}; expected files such as *.png.")
+        files, ids = files_of(path, tuple(IMAGE_SUFFIXES), "image")
         pictures, id_name, where = [_open(f) for f in files], "file", str(path)
     else:
         items = _in_python(source, "images: PIL images or uint8 arrays (H, W) or (H, W, C)")
@@ -208,18 +217,7 @@ def segmentation_images(
 
     if is_path(source):
         path = Path(source)
-        if path.is_dir():
-            files = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-            )
-            ids: list[Any] = [str(p.relative_to(path)) for p in files]
-        else:
-            expect_suffix(path, IMAGE_SUFFIXES, "an image file or a folder of images")
-            files, ids = [path], [path.name]
-        if not files:
-            raise ValueError(f"predict found no images in {path}; expected files such as *.png.")
+        files, ids = files_of(path, tuple(IMAGE_SUFFIXES), "image")
         pixels = [image_channels(read_array(f), f) for f in files]
         id_name = "file"
     else:
@@ -302,15 +300,7 @@ def text_files(source: Source, data: dict) -> Prepared:
     if not is_path(source):
         texts = _strings(source, strip=True)
         return _encoded(texts, data, list(range(len(texts))), "index")
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.txt") if not p.name.startswith("."))
-        ids: list[Any] = [str(p.relative_to(path)) for p in files]
-    else:
-        expect_suffix(path, ".txt", "a .txt file or a folder of them")
-        files, ids = [path], [path.name]
-    if not files:
-        raise ValueError(f"predict found no .txt files in {path}; expected one text per file.")
+    files, ids = files_of(Path(source), (".txt",), "text")
     texts = []
     for file in files:
         text = read_text_file(file).strip()  # UTF-8 checked, as in training
@@ -366,15 +356,7 @@ def csv_sequences(source: Source, data: dict) -> Prepared:
     if not is_path(source):
         sequences = _arrays(source, len(channels))
         return _padded(sequences, data, list(range(len(sequences))), "index")
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.csv") if not p.name.startswith("."))
-        ids: list[Any] = [str(p.relative_to(path)) for p in files]
-    else:
-        expect_suffix(path, ".csv", "a .csv sequence or a folder of them")
-        files, ids = [path], [path.name]
-    if not files:
-        raise ValueError(f"predict found no .csv sequences in {path}.")
+    files, ids = files_of(Path(source), (".csv",), "sequence")
     sequences = []
     for file in files:
         header, values = _read_sequence(file)

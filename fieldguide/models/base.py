@@ -137,6 +137,24 @@ class Model(nn.Module):
             )
 
     @classmethod
+    def square_image_fields(cls, config: Any, spec: DataSpec) -> Any:
+        """A generative image model's data fields: in_channels, image_size, num_classes.
+
+        Examples must be square (C, H, H) images; num_classes is the data's class count when
+        the preset is conditional, else 0.
+        """
+        cls.refuse_shape(spec, "C H W")
+        cls.refuse_output(spec)
+        channels, height, width = spec.shape
+        if height != width:
+            raise ValueError(
+                f"{cls.__name__} reads square images (H = W = image_size); the data gives "
+                f"{height}x{width} images, so crop or resize them to a square."
+            )
+        classes = spec.num_outputs if config.conditional else 0
+        return replace(config, in_channels=channels, image_size=height, num_classes=classes)
+
+    @classmethod
     def refuse_shape(cls, spec: DataSpec, letters: str) -> None:
         """Raise one sentence when one example of the data is not of rank len(letters)."""
         names = letters.split()

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -529,20 +529,7 @@ class Diffusion(UNet):
     @classmethod
     def config_for_data(cls, config: DiffusionConfig, spec: DataSpec) -> DiffusionConfig:
         """Square (C, H, H) images set in_channels and image_size; classes when conditional."""
-        cls.refuse_shape(spec, "C H W")
-        cls.refuse_output(spec)
-        channels, height, width = spec.shape
-        if height != width:
-            raise ValueError(
-                f"{cls.__name__} samples square images; the data gives {height}x{width} "
-                f"images; resize or crop them to a square."
-            )
-        return replace(
-            config,
-            in_channels=channels,
-            image_size=height,
-            num_classes=spec.num_outputs if config.conditional else 0,
-        )
+        return cls.square_image_fields(config, spec)
 
     @property
     def receptive_field(self) -> int | None:

@@ -577,16 +577,7 @@ class RealNVP(Flow):
     @classmethod
     def config_for_data(cls, config: FlowConfig, spec: DataSpec) -> FlowConfig:
         """Square examples (C, H, H) set in_channels and image_size; conditional: classes too."""
-        cls.refuse_shape(spec, "C H W")
-        cls.refuse_output(spec)
-        channels, height, width = spec.shape
-        if height != width:
-            raise ValueError(
-                f"{cls.__name__} reads square images (H = W = image_size); the data gives "
-                f"examples of shape {tuple(spec.shape)}."
-            )
-        classes = spec.num_outputs if config.conditional else 0
-        return replace(config, in_channels=channels, image_size=height, num_classes=classes)
+        return cls.square_image_fields(config, spec)
 
     def _transform(self, x: Tensor, label: Tensor | None, logdets: list[Tensor]) -> Tensor:
         # 1. each level: couplings, squeeze, couplings, factor out half the channels

@@ -47,7 +47,7 @@ the mean image of a latent, with no sampling hidden in either.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal
 
@@ -257,16 +257,7 @@ class VAE(Model):
     @classmethod
     def config_for_data(cls, config: VAEConfig, spec: DataSpec) -> VAEConfig:
         """Examples (C, H, W) with H = W set in_channels and image_size; classes if conditional."""
-        cls.refuse_shape(spec, "C H W")
-        cls.refuse_output(spec)
-        c, h, w = spec.shape
-        if h != w:
-            raise ValueError(
-                f"VAE needs square images for its image_size; the data gives {h}x{w}, so "
-                f"crop or resize them to a square."
-            )
-        classes = spec.num_outputs if config.conditional else 0
-        return replace(config, in_channels=c, image_size=h, num_classes=classes)
+        return cls.square_image_fields(config, spec)
 
     # -- input checks --------------------------------------------------------------------------
     def _check_x(self, x: object) -> Tensor:
