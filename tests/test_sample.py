@@ -102,3 +102,11 @@ def test_the_cli_refuses_bad_outputs_and_other_runs_before_sampling(runs, tmp_pa
         ]
     ) in (0, None)
     assert (tmp_path / "ok.png").is_file()
+
+
+def test_a_dequantised_run_gives_pixels_on_the_levels_of_its_bins(runs):
+    drawn = sample(runs["vae-cond"], n=8, seed=3)  # digits: 17 levels, trained on (k + u) / 17
+    levels = ((drawn.x + 1) / 2 * 17).floor().clamp(0, 16)
+    assert torch.equal(drawn.pixels, levels / 16)
+    plain = sample(runs["ddpm-tiny"], n=2, steps=2)  # diffusion: k / 16 directly
+    assert torch.equal(plain.pixels, ((plain.x + 1) / 2).clamp(0, 1))

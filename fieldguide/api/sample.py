@@ -28,7 +28,9 @@ class Samples:
 
     Attributes:
         x: Samples in model space, (n, C, H, W) images in [-1, 1] or (n, D) vectors.
-        pixels: Images as pixels in [0, 1] (n, C, H, W); None for vectors.
+        pixels: Images as pixels in [0, 1] (n, C, H, W); for a model trained on dequantised
+            pixels, (k + u) / L, the level k of the bin each value falls in, as k / (L - 1).
+            None for vectors.
         labels: The class of each sample, or None when unconditioned.
     """
 
@@ -122,7 +124,12 @@ def sample(
     model.eval()
     with torch.no_grad():
         x = model.sample(n, y, generator=generator, **options).float().cpu()
-    pixels = ((x + 1) / 2).clamp(0, 1) if state.get("space") == "images" else None
+    pixels = None
+    if state.get("space") == "images":
+        pixels = ((x + 1) / 2).clamp(0, 1)
+        if state.get("dequantize"):  # trained on (k + u) / L: level k is the bin x falls in
+            levels = int(state["levels"])
+            pixels = (pixels * levels).floor().clamp(0, levels - 1) / (levels - 1)
     return Samples(x, pixels, y)
 
 

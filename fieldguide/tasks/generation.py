@@ -117,10 +117,6 @@ class GenerationTask(Task):
         k = (pixels * (self.levels - 1)).round()
         return (k + noise) / self.levels * 2 - 1
 
-    def to_pixels(self, x: Tensor) -> Tensor:
-        """Model-space images back to pixels in [0, 1] (clipped)."""
-        return ((x + 1) / 2).clamp(0, 1)
-
     def split_size(self, split: str) -> int:
         """Examples of `split`."""
         return len(getattr(self.data, split))
