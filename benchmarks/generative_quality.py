@@ -48,8 +48,9 @@ ddpm-cond=600,vae-cond=800,realnvp-cond=500 --guidance 2`, 2 threads, cores shar
 
 (classifier resnet-tiny 300 steps, test accuracy 0.845, so "class acc" is capped near it; the
 real rows' FD is near 0 because both sides are large real sets, 9,000 validation against
-10,000 test images; 270 of them give 0.37.) At this budget only diffusion makes recognisable garments; the VAE and the flow need far
-longer runs at 28x28, and the flow's bits/dim is given the class.
+10,000 test images; 270 of them give 0.37.) At this budget only diffusion makes recognisable
+garments; the VAE and the flow need far longer runs at 28x28, and the flow's bits/dim is given
+the class.
 
 Measured (default budget, seed 0, 2 threads, OMP_WAIT_POLICY=PASSIVE, cores shared; 9.5 min):
 
