@@ -270,26 +270,35 @@ def _strings(source: Any, strip: bool) -> list[str]:
     return [t.strip() for t in texts] if strip else texts
 
 
-def csv_texts(source: Source, data: dict) -> Prepared:
-    """The run's text column of a CSV, or a list of strings."""
+def csv_column(path: Path, column: str, role: str) -> tuple[list[str], list[int]]:
+    """The non-empty cells of the run's `column` in a CSV file and their line numbers.
+
+    `role` names the column in errors ("text", "source"); a missing column or an empty cell is
+    one sentence naming the file (and the row).
+    """
     from fieldguide.data.csv_read import read_csv_rows
 
-    if not is_path(source):
-        texts = _strings(source, strip=False)
-        return _encoded(texts, data, list(range(len(texts))), "index")
-    path, column = Path(source), data["text_column"]
     expect_suffix(path, ".csv", f"a .csv file with a '{column}' column")
     header, rows, lines = read_csv_rows(path)
     if column not in header:
         raise ValueError(
-            f"CSV file {path} has no column '{column}', the text the run was trained on; its "
+            f"CSV file {path} has no column '{column}', the {role} the run was trained on; its "
             f"columns are {header}."
         )
     j = header.index(column)
     texts = [row[j] for row in rows]
     empty = next((line for text, line in zip(texts, lines, strict=True) if not text), None)
     if empty is not None:
-        raise ValueError(f"CSV file {path} row {empty} has an empty text; fill it or remove it.")
+        raise ValueError(f"CSV file {path} row {empty} has an empty {role}; fill it or remove it.")
+    return texts, lines
+
+
+def csv_texts(source: Source, data: dict) -> Prepared:
+    """The run's text column of a CSV, or a list of strings."""
+    if not is_path(source):
+        texts = _strings(source, strip=False)
+        return _encoded(texts, data, list(range(len(texts))), "index")
+    texts, lines = csv_column(Path(source), data["text_column"], "text")
     return _encoded(texts, data, lines, "row")
 
 
@@ -414,26 +423,10 @@ def npz_sequences(source: Source, data: dict) -> Prepared:
 
 def pair_sources(source: Source, data: dict) -> Prepared:
     """The run's source column of a CSV (the target column may be there or not), or strings."""
-    from fieldguide.data.csv_read import read_csv_rows
     from fieldguide.data.tokenizer import ByteTokenizer
 
-    column = data["source_column"]
     if is_path(source):
-        path = Path(source)
-        expect_suffix(path, ".csv", f"a .csv file with a '{column}' column")
-        header, rows, lines = read_csv_rows(path)
-        if column not in header:
-            raise ValueError(
-                f"CSV file {path} has no column '{column}', the source the run was trained on; "
-                f"its columns are {header}."
-            )
-        j = header.index(column)
-        texts = [row[j] for row in rows]
-        empty = next((line for text, line in zip(texts, lines, strict=True) if not text), None)
-        if empty is not None:
-            raise ValueError(
-                f"CSV file {path} row {empty} has an empty source; fill it or remove it."
-            )
+        texts, lines = csv_column(Path(source), data["source_column"], "source")
         ids, id_name = lines, "row"
     else:
         texts = _strings(source, strip=False)

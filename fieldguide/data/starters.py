@@ -18,6 +18,12 @@ from fieldguide.suggest import unknown
 # Where the Debian package dataset-fashion-mnist puts its four IDX files (`dpkg --contents`).
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
+# The Debian package's four files, which fashion-mnist and the derived fashion-masks both read.
+FASHION_MNIST_FILES = tuple(
+    f"{FASHION_MNIST_DIR}/{part}-ubyte.gz"
+    for part in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")
+)
+
 
 @dataclass(frozen=True)
 class Starter:
@@ -100,15 +106,7 @@ STARTERS: dict[str, Starter] = _starters(
         "official 60k/10k split",
         carrier="apt: dataset-fashion-mnist",
         install="apt-get install -y dataset-fashion-mnist",
-        files=tuple(
-            f"{FASHION_MNIST_DIR}/{part}-ubyte.gz"
-            for part in (
-                "train-images-idx3",
-                "train-labels-idx1",
-                "t10k-images-idx3",
-                "t10k-labels-idx1",
-            )
-        ),
+        files=FASHION_MNIST_FILES,
         loader="fieldguide.data.fashion_mnist:load_fashion_mnist",
     ),
     Starter(
@@ -131,15 +129,7 @@ STARTERS: dict[str, Starter] = _starters(
         "their own pixels, 11 classes",
         carrier="apt: dataset-fashion-mnist",
         install="apt-get install -y dataset-fashion-mnist",
-        files=tuple(
-            f"{FASHION_MNIST_DIR}/{part}-ubyte.gz"
-            for part in (
-                "train-images-idx3",
-                "train-labels-idx1",
-                "t10k-images-idx3",
-                "t10k-labels-idx1",
-            )
-        ),
+        files=FASHION_MNIST_FILES,
         loader="fieldguide.data.fashion_masks:load_fashion_masks",
     ),
     Starter(
