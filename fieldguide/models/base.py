@@ -61,11 +61,33 @@ from torch import Tensor, nn
 from fieldguide.layers.shapes import check_shape
 
 # What a model class can read; tasks accept some of these.
-READS = ("vectors", "images", "sequences", "tokens", "token-pairs", "graph")
+# "fields": a recommender's row, dense features (D,) plus F categorical fields, each a bag of
+# ids (F, L) padded with id 0 (tasks/ctr.py); "interactions": (user, item) pairs (tasks/ranking.py).
+READS = (
+    "vectors",
+    "images",
+    "sequences",
+    "tokens",
+    "token-pairs",
+    "graph",
+    "fields",
+    "interactions",
+)
 # What a task needs out of a model: one output per example (a row, an image, a whole sequence
 # or text), per step of a sequence, per node of a graph, per graph, or per pixel of an image;
-# "generative": the model learns the data's distribution (see GENERATIVE below).
-OUTPUTS = ("per-example", "per-step", "per-node", "per-graph", "per-pixel", "generative")
+# "generative": the model learns the data's distribution (see GENERATIVE below); "embedding":
+# one unit-norm vector per example, compared by cosine (tasks/metric_learning.py); "score":
+# one relevance score per (user, item) pair (tasks/ranking.py).
+OUTPUTS = (
+    "per-example",
+    "per-step",
+    "per-node",
+    "per-graph",
+    "per-pixel",
+    "generative",
+    "embedding",
+    "score",
+)
 
 
 @dataclass(frozen=True)
@@ -79,15 +101,26 @@ class DataSpec:
         output: One of `OUTPUTS`.
         vocab_size: Token ids the model must embed (token models), else 0.
         description: Words for errors, such as "10 classes" or "horizon 12 x 1 column".
+        fields: Rows of each categorical field's embedding table (id 0, the padding, included)
+            for models that read "fields" (shape is then (D,), the dense features); for
+            "interactions", (users, items); else ().
     """
 
     shape: tuple[int, ...]
     num_outputs: int
     output: Literal[
-        "per-example", "per-step", "per-node", "per-graph", "per-pixel", "generative"
+        "per-example",
+        "per-step",
+        "per-node",
+        "per-graph",
+        "per-pixel",
+        "generative",
+        "embedding",
+        "score",
     ] = "per-example"
     vocab_size: int = 0
     description: str = ""
+    fields: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:

@@ -29,6 +29,8 @@ FAMILIES = (
     "diffusion",
     "flows",
     "vae",
+    "contrastive",
+    "recsys",
 )
 
 
