@@ -48,6 +48,9 @@ class DataConfig:
     node_features: str = ""  # graphs without features: spectral, degree or identity; "": spectral
     fanouts: str = ""  # graphs: neighbours sampled per layer, such as "10,5"; "": full-batch
     crop: int = 0  # segmentation: side of the random training crops; 0: 128 or the smallest image
+    held_out_classes: int = -1  # metric learning: last N classes only in test; -1: half if >= 4
+    categorical: str = ""  # CSV as fields rows (wide-deep, dlrm): categorical columns, a,b,c
+    dense: str = ""  # CSV as fields rows: dense (numeric) columns, a,b,c
 
     def __post_init__(self) -> None:
         check_fields(
@@ -61,6 +64,7 @@ class DataConfig:
             labels_per_class={"minimum": 0},
             season={"minimum": 0},
             crop={"minimum": 0},
+            held_out_classes={"minimum": -1},
         )
         if self.val_fraction + self.test_fraction >= 1:
             raise OptionError(
@@ -120,6 +124,14 @@ class DataConfig:
                 "season",
                 owner="DataConfig",
             )
+        for option in ("categorical", "dense"):
+            if getattr(self, option) and not self.name.lower().endswith(".csv"):
+                raise OptionError(
+                    f"{{{option}}} names columns of a CSV file read as fields rows, so it applies "
+                    f"only to .csv data; got {getattr(self, option)!r} for data {self.name!r}.",
+                    option,
+                    owner="DataConfig",
+                )
         if self.target and not self.name.lower().endswith(".csv"):
             raise OptionError(
                 f"{{target}} names a column of a CSV file, so it applies only to .csv data; got "

@@ -139,6 +139,13 @@ class Run:
         outputs = self.outputs(prepared, batch_size)
         said = _notes(prepared.notes)
         ids, id_name = prepared.ids, prepared.id_name
+        if self.task == "metric-learning":  # the nearest training example, by cosine
+            return self._nearest(outputs, ids, id_name, said, k=1)
+        if self.task == "ctr":  # one logit: the positive class's probability
+            classes = self.preprocessing["classes"]
+            p = torch.sigmoid(outputs.float().reshape(-1))
+            rows = [[classes[int(v > 0.5)], round(float(v), 6)] for v in p]
+            return Predictions(ids, ["prediction", f"p({classes[1]})"], rows, said, id_name)
         if self.task == "regression":
             state = self.preprocessing["task_state"]
             values = outputs[:, 0].double() * state["target_std"] + state["target_mean"]
@@ -166,8 +173,74 @@ class Run:
             x = batch.pop("x")
             if vectors and x.ndim > 2:
                 x = x.flatten(1)  # an MLP reads images as their pixels, as in training
+            if vectors and "ids" in batch:  # an MLP on fields rows reads them multi-hot
+                from fieldguide.tasks.ctr import multi_hot
+
+                data = self.preprocessing["data"]
+                rows = [data["fields"][f]["cardinality"] for f in data["field_names"]]
+                x = multi_hot(x, batch.pop("ids"), batch.pop("weights", None), rows)
             parts.append(self.model(x, **batch))
         return torch.cat(parts) if parts else torch.zeros(0, 1)
+
+    def index(self) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+        """A metric-learning run's index.safetensors: embeddings, labels, classes, sources."""
+        from safetensors import SafetensorError
+        from safetensors.torch import safe_open
+
+        path = self.run_dir / "index.safetensors"
+        if self.task != "metric-learning" or not path.is_file():
+            raise ValueError(
+                f"search ranks a metric-learning run's training examples; {self.run_dir.name} "
+                f"is a {self.task} run"
+                + ("" if self.task != "metric-learning" else " without index.safetensors")
+                + "."
+            )
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                z, labels = f.get_tensor("embeddings"), f.get_tensor("labels")
+            classes, sources = json.loads(meta["classes"]), json.loads(meta["sources"])
+        except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as error:
+            raise ValueError(f"{path} is damaged or not a fieldguide index ({error}).") from None
+        if len(sources) != len(z) or labels.shape != (len(z),):
+            raise ValueError(f"{path} is damaged: its rows, labels and sources disagree.")
+        return z, labels, classes, sources
+
+    def search(self, data: Any, k: int = 5, batch_size: int = 256) -> Predictions:
+        """The `k` training examples nearest each input of `data`, by cosine similarity."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"search expects k as a positive integer; got {k!r}.")
+        self.index()  # refuses other runs before reading the inputs
+        prepared = self.prepare(data)
+        self.model.eval()
+        with torch.no_grad():
+            z = self.outputs(prepared, batch_size)
+        return self._nearest(z, prepared.ids, prepared.id_name, _notes(prepared.notes), k=k)
+
+    def _nearest(
+        self, z: torch.Tensor, ids: list, id_name: str, notes: list[str], k: int
+    ) -> Predictions:
+        """Rows (input, rank, similarity, class, source) of the k nearest indexed examples."""
+        from fieldguide.tasks.retrieval_metrics import knn
+
+        gallery, labels, classes, sources = self.index()
+        k = min(k, len(gallery))
+        scores, index = knn(z.float(), gallery.float(), k)
+        rows, row_ids = [], []
+        for q, identifier in enumerate(ids):
+            for rank in range(k):
+                j = int(index[q, rank])
+                row_ids.append(identifier)
+                rows.append(
+                    [
+                        rank + 1,
+                        round(float(scores[q, rank]), 6),
+                        classes[int(labels[j])],
+                        sources[j],
+                    ]
+                )
+        columns = ["rank", "similarity", "class", "source"]
+        return Predictions(row_ids, columns, rows, notes, id_name=id_name)
 
     @torch.no_grad()
     def segment(self, data: Any, *, tile: int = 0, margin: int | None = None) -> Predictions:

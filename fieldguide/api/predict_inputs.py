@@ -17,6 +17,8 @@ the run, never from the new inputs, so a prediction sees what training saw.
 | graph-folder  | a folder with nodes.csv and edges.csv   | (a path only)                          |
 | mask-folder   | an image file or a folder of them       | PIL images or arrays (H, W[, C])       |
 | csv-series    | a .csv series (the last `context` rows) | (a path only)                          |
+| csv-fields    | a .csv with the run's fields and dense  | {column: values} or [{column: value}]  |
+|               | columns (also for the adult starter)    |                                        |
 """
 
 from __future__ import annotations
@@ -486,7 +488,48 @@ def graph(source: Source, data: dict) -> Prepared:
     return Prepared(inputs, list(read.ids), "id")
 
 
+def fields_rows(source: Source, data: dict) -> Prepared:
+    """Fields rows (Wide & Deep, DLRM) from a CSV file or columns / rows held in Python.
+
+    Categories outside the training vocabulary hash into the run's buckets, as rare ones did in
+    training; a missing dense cell takes the training median.
+    """
+    from fieldguide.data.csv_read import read_csv_rows
+    from fieldguide.data.fields import transform_fields
+
+    notes: dict[str, Any] = {}
+    if is_path(source):
+        path = Path(source)
+        expect_suffix(path, ".csv", "a .csv file with the run's columns")
+        header, rows, lines = read_csv_rows(path)
+        columns = {h: [row[i] for row in rows] for i, h in enumerate(header)}
+        dense, ids, weights = transform_fields(
+            columns, data, notes=notes, where=f"CSV file {path}", lines=lines
+        )
+        identifiers, id_name = list(lines), "row"
+    else:
+        if isinstance(source, Mapping):
+            columns = {str(k): [v] if isinstance(v, str) else list(v) for k, v in source.items()}
+        else:
+            records = _in_python(source, "rows as a {column: values} mapping or a list of mappings")
+            if not all(isinstance(r, Mapping) for r in records):
+                raise ValueError(
+                    "predict expects fields rows in Python as mappings {column: value}; "
+                    f"got {type(records[0]).__name__}."
+                )
+            names = list(dict.fromkeys(str(k) for r in records for k in r))
+            columns = {h: [r.get(h) for r in records] for h in names}
+        dense, ids, weights = transform_fields(columns, data, notes=notes)
+        identifiers, id_name = list(range(len(ids))), "index"
+    inputs = {"x": dense, "ids": ids}
+    if weights is not None:
+        inputs["weights"] = weights
+    return Prepared(inputs, identifiers, id_name, notes)
+
+
 READERS: dict[str, Callable[[Source, dict], Prepared]] = {
+    "csv-fields": fields_rows,
+    "adult": fields_rows,
     "csv-table": table,
     "image-folder": images,
     "csv-text": csv_texts,

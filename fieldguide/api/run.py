@@ -46,12 +46,22 @@ def _make_task(data: Any, run: RunConfig) -> Any:
         "class_weights": "" if run.train.class_weights == "none" else run.train.class_weights,
         "loss": "" if run.train.loss == "auto" else run.train.loss,
         "crop": run.data.crop,
+        "held_out_classes": run.data.held_out_classes if run.data.held_out_classes >= 0 else 0,
     }
     from fieldguide.models.registry import get_entry
 
     # "auto" picks a model for the data's own task; a named model may ask for its own task.
     trains_for = "" if run.model == "auto" else getattr(get_entry(run.model).cls, "trains_for", "")
-    return make_task(data, trains_for, **{k: v for k, v in given.items() if v})
+    given = {k: v for k, v in given.items() if v}
+    if run.data.held_out_classes == 0:  # 0 is a choice (hold none out), not "unset"
+        given["held_out_classes"] = 0
+    return make_task(data, trains_for, **given)
+
+
+def columns(text: str) -> list[str] | None:
+    """Column names from "a,b,c" (spaces around names dropped); None for ""."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return names or None
 
 
 def parse_fanouts(text: str) -> tuple[int, ...]:
@@ -77,9 +87,14 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str]:
     """
     from fieldguide.data import load_data
     from fieldguide.guide.select import auto_model
+    from fieldguide.models.registry import get_entry
     from fieldguide.train.loop import seed_everything
 
     d = run.data
+    # A model that reads fields rows (Wide & Deep, DLRM) reads a CSV as them.
+    fields_model = (
+        run.model != "auto" and getattr(get_entry(run.model).cls, "reads", "") == "fields"
+    )
     data = load_data(
         d.name,
         seed=d.split_seed,
@@ -91,6 +106,9 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str]:
         node_features=d.node_features or None,
         task=d.task,
         season=d.season or None,
+        categorical=columns(d.categorical),
+        dense=columns(d.dense),
+        fields=fields_model and d.name.lower().endswith(".csv"),
     )
     reason = ""
     if run.model == "auto":
@@ -278,4 +296,7 @@ def _write_outputs(
     plot_curves(result.history, run_dir / "curves.png")
     write_atomic(run_dir / "preprocessing.json", preprocessing_json(data, task))
     write_atomic(run_dir / "diagram.mmd", run_diagram(run_dir, shapes=True))  # sized for the data
+    artifacts = getattr(task, "write_artifacts", None)
+    if callable(artifacts):  # what a task keeps beside the weights (a retrieval index)
+        artifacts(net, run_dir, device=next(net.parameters()).device.type)
     write_atomic(run_dir / "report.md", render_report(run, data, task, net, result, test, run_dir))

@@ -239,6 +239,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "embed",
+        help="a metric-learning run's embeddings of new inputs, to .safetensors",
+        description=(
+            "Embed new inputs (read like the run's training data: images, a table, texts, "
+            "sequences) with a metric-learning run; writes 'embeddings' (N, E), unit norm, and "
+            "the inputs' ids in the file's metadata."
+        ),
+    )
+    p.add_argument("run", metavar="RUN", help="a metric-learning run folder (siamese-*)")
+    p.add_argument("--data", required=True, help="new inputs of the kind the run trained on")
+    p.add_argument(
+        "-o", "--output", required=True, help="the .safetensors file to write (emb.safetensors)"
+    )
+
+    p = sub.add_parser(
+        "search",
+        help="the training examples nearest a query, by a metric-learning run's embeddings",
+    )
+    p.add_argument("run", metavar="RUN", help="a metric-learning run folder (siamese-*)")
+    p.add_argument(
+        "--query", required=True, help="a file or folder of inputs like the training data"
+    )
+    p.add_argument("--k", type=int, default=5, help="neighbours per query (default: 5)")
+
+    p = sub.add_parser(
         "data",
         help="starter datasets, and what your own files hold",
         description="Starter datasets, and the layouts `fieldguide train --data PATH` reads.",
@@ -460,6 +485,29 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{len(predictions.rows)} prediction(s) written to {args.output}", file=sys.stderr)
 
 
+def cmd_embed(args: argparse.Namespace) -> None:
+    """Write the embeddings of new inputs to a .safetensors file."""
+    from fieldguide.api.embed import embed
+
+    result = embed(args.run, args.data, args.output)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    n, e = result.embeddings.shape
+    print(f"{n} embedding(s) of width {e} written to {args.output}", file=sys.stderr)
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    """Print the nearest training examples of each query as CSV."""
+    from fieldguide.api.embed import search
+
+    if args.k < 1:
+        raise ValueError(f"--k must be a positive integer; got {args.k}.")
+    found = search(args.run, args.query, args.k)
+    for note in found.notes:
+        print(f"note: {note}", file=sys.stderr)
+    sys.stdout.write(found.to_csv())
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     """Print the starter datasets and how to get missing ones, or inspect one path."""
     if args.data_command == "inspect":
@@ -490,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "generate": cmd_generate,
         "predict": cmd_predict,
+        "embed": cmd_embed,
+        "search": cmd_search,
         "sample": cmd_sample,
         "data": cmd_data,
     }

@@ -52,6 +52,8 @@ _LOADABLE_TASKS = (
     "node-classification",
     "graph-classification",
     "segmentation",
+    "ctr",
+    "ranking",
 )
 # What `node_features` may name (see `fieldguide.data.graph_features`).
 _NODE_FEATURES = ("auto", "spectral", "degree", "identity")
@@ -176,6 +178,9 @@ def load_data(
     node_features: str | None = None,
     task: str = "auto",
     season: int | None = None,
+    categorical: list[str] | None = None,
+    dense: list[str] | None = None,
+    fields: bool = False,
 ) -> (
     RegressionData
     | ClassificationData
@@ -213,6 +218,11 @@ def load_data(
             with many distinct values, see `fieldguide.data.tabular.decide_task`),
             "forecasting", "classification" or "regression".
         season: A time series CSV only: the seasonal period in steps; by default guessed.
+        categorical: A CSV read as fields rows (Wide & Deep, DLRM, click prediction): its
+            categorical columns; see `fieldguide.data.fields.load_fields_csv`.
+        dense: A fields CSV's dense columns.
+        fields: Read a CSV as fields rows even when neither list is given (columns of text
+            become categorical fields, numbers dense features).
         node_features: Node classification only: how featureless nodes get features,
             "auto" (spectral, or the graph's own features where it has them), "spectral",
             "degree" or "identity"; a kind named for a graph with features replaces them.
@@ -238,7 +248,13 @@ def load_data(
             f"load_data expects task 'auto', 'forecasting', 'classification' or 'regression'; "
             f"got {task!r}."
         )
-    for arg, value, default in (("task", task, "auto"), ("season", season, None)):
+    as_fields = fields or bool(categorical) or bool(dense)
+    for arg, value, default in (
+        ("task", task, "auto"),
+        ("season", season, None),
+        ("categorical", categorical or None, None),
+        ("dense", dense or None, None),
+    ):
         if value != default and not spec.lower().endswith(".csv"):
             raise ValueError(
                 f"load_data got {arg}={value!r} for '{spec}'; {arg} applies to .csv files "
@@ -322,6 +338,17 @@ def load_data(
             raise ValueError(
                 f"load_data got image_size={image_size} for CSV file '{spec}'; image_size "
                 f"applies only to image folders, so leave it out."
+            )
+        if as_fields:  # categorical bags and dense features: click prediction
+            if task != "auto" or season is not None:
+                raise ValueError(
+                    f"load_data reads '{spec}' as fields rows (categorical and dense columns) "
+                    f"for click prediction; task and season do not apply, so leave them out."
+                )
+            from fieldguide.data.fields import load_fields_csv
+
+            return load_fields_csv(
+                spec, target=target, categorical=categorical, dense=dense, **fractions
             )
         from fieldguide.data.csv_read import is_series_csv
         from fieldguide.data.pairs_csv import is_pairs_csv, load_pairs_csv

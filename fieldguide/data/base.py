@@ -608,6 +608,10 @@ def image_data(
             "mean": [float(m) for m in mean],
             "std": [float(s) for s in std],
             "levels": levels,
+            # New images for `predict`/`search` are read as an image folder's files are.
+            "reader": "image-folder",
+            "rgb": int(x.shape[1]) == 3,
+            "image_size": None,
         },
     )
 

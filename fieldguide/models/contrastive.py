@@ -1,1 +1,235 @@
-"""Placeholder: filled in by issue 14."""
+"""Siamese / two-tower embedding networks (guide §8). Letters: B batch, E embedding width.
+
+An `Embedder` wraps any registered backbone that reads images, vectors, sequences or tokens:
+the backbone's per-example output (width `feature_dim`) goes through a projection head (a
+linear layer, or Linear -> ReLU -> Linear) and is scaled to unit length, so examples are
+compared by cosine similarity. With `shared=True` (the usual Siamese network) both views of a
+pair pass through the same tower; with `shared=False` there are two towers of the same shape,
+one for queries (tower 0) and one for the gallery (tower 1), trained on pairs.
+
+The embedder also holds what its losses learn besides the towers (tasks/metric_learning.py):
+an InfoNCE temperature, learnable within [0.01, 1], and, for ArcFace, one centre per training
+class. Neither is used to embed.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fieldguide.models.base import DataSpec, Model
+from fieldguide.models.registry import get_entry, register
+
+# What a backbone may read; each gets an Embedder subclass, since `reads` is a class property.
+BACKBONE_READS = ("images", "vectors", "sequences", "tokens")
+# The range a learnable InfoNCE temperature moves in (see `temperature`).
+TEMPERATURE_RANGE = (0.01, 1.0)
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """A backbone, its projection head and the embedding's size; the data sets the input."""
+
+    backbone: str = (
+        "resnet-tiny"  # a registered model that reads images, vectors, sequences or tokens
+    )
+    in_shape: tuple[int, ...] = (1, 8, 8)  # one example's shape; set from the data
+    vocab_size: int = 0  # token backbones: ids to embed; set from the data
+    feature_dim: int = 128  # the backbone's output width, the projection's input
+    embed_dim: int = 64  # width of the unit-norm embedding
+    projection: Literal["mlp", "linear"] = "mlp"  # mlp: Linear -> ReLU -> Linear
+    shared: bool = True  # one tower for both views; False: a query tower and a gallery tower
+    temperature: float = 0.1  # InfoNCE's starting temperature
+    learn_temperature: bool = True  # learn it, within [0.01, 1]
+    num_classes: int = 0  # ArcFace: one centre per training class; set from the data
+
+    def __post_init__(self) -> None:
+        for field in ("feature_dim", "embed_dim"):
+            if getattr(self, field) < 1:
+                raise ValueError(
+                    f"EmbedderConfig.{field} must be at least 1; got {getattr(self, field)}."
+                )
+        low, high = TEMPERATURE_RANGE
+        if not low <= self.temperature <= high:
+            raise ValueError(
+                f"EmbedderConfig.temperature must be in [{low}, {high}]; got {self.temperature}."
+            )
+        if self.num_classes < 0:
+            raise ValueError(f"EmbedderConfig.num_classes must be >= 0; got {self.num_classes}.")
+
+
+class Tower(nn.Module):
+    """Backbone -> projection head -> unit length."""
+
+    def __init__(self, backbone: nn.Module, config: EmbedderConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        f, e = config.feature_dim, config.embed_dim
+        self.projection = (
+            nn.Linear(f, e)
+            if config.projection == "linear"
+            else nn.Sequential(nn.Linear(f, f), nn.ReLU(), nn.Linear(f, e))
+        )
+
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        """Unit-norm embeddings (B, embed_dim) of the backbone's inputs."""
+        features = self.backbone(x, *args, **kwargs)
+        return F.normalize(self.projection(features).float(), dim=-1)
+
+
+def backbone_config(config: EmbedderConfig) -> Any:
+    """The backbone preset's config sized for `config.in_shape`, with `feature_dim` outputs."""
+    entry = get_entry(config.backbone)
+    spec = DataSpec(
+        tuple(config.in_shape),
+        config.feature_dim,
+        vocab_size=config.vocab_size,
+        description=f"{config.feature_dim} features",
+    )
+    return entry.cls.config_for_data(entry.config, spec)
+
+
+class Embedder(Model):
+    """Siamese or two-tower embedding network (Bromley et al., 1993) over any backbone."""
+
+    outputs = ("embedding",)
+    trains_for = "metric-learning"
+
+    def __init__(self, config: EmbedderConfig) -> None:
+        super().__init__(config)
+        entry = get_entry(config.backbone)
+        if entry.cls.reads != self.reads:
+            raise ValueError(
+                f"{type(self).__name__} wraps a backbone that reads {self.reads}; "
+                f"backbone={config.backbone!r} reads {entry.cls.reads or 'nothing declared'}."
+            )
+        backbone = entry.cls(backbone_config(config))
+        tower = Tower(backbone, config)
+        self.towers = nn.ModuleList([tower] if config.shared else [tower, copy.deepcopy(tower)])
+        if not config.shared:  # the gallery tower starts from its own draw, not a copy
+            for module in self.towers[1].modules():
+                if hasattr(module, "reset_parameters") and module is not self.towers[1]:
+                    module.reset_parameters()
+        low, high = TEMPERATURE_RANGE
+        start = (config.temperature - low) / (high - low)
+        start = min(max(start, 1e-4), 1 - 1e-4)
+        self.temperature_logit = nn.Parameter(
+            torch.logit(torch.tensor(start)), requires_grad=config.learn_temperature
+        )
+        centres = torch.randn(config.num_classes, config.embed_dim) / config.embed_dim**0.5
+        self.class_centres = nn.Parameter(centres)
+        self.name = self.name  # the towers' backbones now exist: they take the name too
+        self.default_tower = 0  # what forward embeds with when no tower is given
+
+    @property
+    def invariants(self) -> frozenset[str]:  # type: ignore[override]
+        """`batch_independent` when the backbone is (its batch norms use running statistics)."""
+        return frozenset(self.towers[0].backbone.invariants) & {"batch_independent"}
+
+    @property
+    def input_description(self) -> str:
+        """What forward expects: the backbone's input."""
+        return self.towers[0].backbone.input_description
+
+    def example_input(self, batch_size: int = 2) -> Any:
+        """The backbone's example input."""
+        return self.towers[0].backbone.example_input(batch_size)
+
+    def temperature(self) -> Tensor:
+        """InfoNCE's temperature, low + (high - low) * sigmoid(parameter): never outside range."""
+        low, high = TEMPERATURE_RANGE
+        return low + (high - low) * torch.sigmoid(self.temperature_logit)
+
+    def loss_parameters(self) -> set[str]:
+        """Parameters only the task's losses read: the temperature and the class centres."""
+        return {"temperature_logit", "class_centres"}
+
+    def no_weight_decay(self) -> set[str]:
+        """The temperature and the class centres are not decayed."""
+        return self.loss_parameters()
+
+    @property
+    def name(self) -> str:
+        """The registry name; the backbone reports errors under it too."""
+        return self.__dict__.get("_name", "")
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.__dict__["_name"] = value
+        for tower in self.__dict__.get("_modules", {}).get("towers", ()):
+            tower.backbone.name = value
+
+    @classmethod
+    def config_for_data(cls, config: EmbedderConfig, spec: DataSpec) -> EmbedderConfig:
+        """The example's shape, the vocabulary and the training classes come from the data."""
+        cls.refuse_output(spec)
+        sized = replace(
+            config,
+            in_shape=tuple(int(s) for s in spec.shape),
+            vocab_size=spec.vocab_size,
+            num_classes=spec.num_outputs,
+        )
+        backbone_config(sized)  # refuses a backbone that cannot read these examples, now
+        return sized
+
+    def forward(self, x: Tensor, *args: Any, tower: int | None = None, **kwargs: Any) -> Tensor:
+        """Unit-norm embeddings (B, embed_dim); `tower` 1 is the gallery tower (shared=False).
+
+        `tower` None takes `default_tower` (0 unless a task sets it). Other arguments go to the
+        backbone (the lengths of sequences, the padding mask of token ids).
+        """
+        tower = self.default_tower if tower is None else tower
+        if tower not in (0, 1):
+            raise ValueError(f"{self.name}: tower must be 0 (queries) or 1 (gallery); got {tower}.")
+        return self.towers[min(tower, len(self.towers) - 1)](x, *args, **kwargs)
+
+
+class ImageEmbedder(Embedder):
+    """Siamese embedding network over an image backbone."""
+
+    reads = "images"
+
+
+class VectorEmbedder(Embedder):
+    """Siamese embedding network over a vector backbone (an MLP)."""
+
+    reads = "vectors"
+
+
+class SequenceEmbedder(Embedder):
+    """Siamese embedding network over a sequence backbone (RNN, TCN, state-space)."""
+
+    reads = "sequences"
+
+
+class TokenEmbedder(Embedder):
+    """Siamese embedding network over a token backbone (a Transformer encoder)."""
+
+    reads = "tokens"
+
+
+register(
+    "siamese-resnet-tiny",
+    EmbedderConfig(backbone="resnet-tiny", in_shape=(1, 28, 28)),
+    ImageEmbedder,
+)
+register(
+    "siamese-mlp",
+    EmbedderConfig(backbone="mlp-small", in_shape=(64,), feature_dim=128),
+    VectorEmbedder,
+)
+register(
+    "siamese-gru",
+    EmbedderConfig(backbone="gru", in_shape=(32, 13), feature_dim=64, embed_dim=32),
+    SequenceEmbedder,
+)
+register(
+    "siamese-bert-tiny",
+    EmbedderConfig(backbone="bert-tiny", in_shape=(64,), vocab_size=259, feature_dim=64),
+    TokenEmbedder,
+)

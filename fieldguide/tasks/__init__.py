@@ -22,6 +22,9 @@ TASKS = {
     "text-classification": "fieldguide.tasks.text_classification:TextClassificationTask",
     "segmentation": "fieldguide.tasks.segmentation:SegmentationTask",
     "generation": "fieldguide.tasks.generation:GenerationTask",
+    "metric-learning": "fieldguide.tasks.metric_learning:MetricLearningTask",
+    "ctr": "fieldguide.tasks.ctr:CTRTask",
+    "ranking": "fieldguide.tasks.ranking:RankingTask",
     "regression": "fieldguide.tasks.regression:RegressionTask",
     "classification": "fieldguide.tasks.classification:ClassificationTask",
 }

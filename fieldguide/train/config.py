@@ -116,7 +116,20 @@ def check_fields(config: Any, **ranges: dict[str, float]) -> None:
 
 
 # Losses a task may take by name; "auto" is the task's default (mse, ce+dice).
-LossName = Literal["auto", "mse", "huber", "ce", "dice", "focal", "ce+dice"]
+LossName = Literal[
+    "auto",
+    "mse",
+    "huber",
+    "ce",
+    "dice",
+    "focal",
+    "ce+dice",
+    "infonce",
+    "triplet",
+    "triplet-semihard",
+    "arcface",
+    "contrastive",
+]
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,9 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA with bf16, else fp32
     label_smoothing: float = 0.0
     class_weights: Literal["none", "balanced"] = "none"  # balanced: inverse class frequency
-    loss: LossName = "auto"  # regression: mse, huber; segmentation: ce, dice, focal, ce+dice
+    # regression: mse, huber; segmentation: ce, dice, focal, ce+dice; metric learning: infonce,
+    # triplet, triplet-semihard, arcface, contrastive
+    loss: LossName = "auto"  # the task's loss; auto: the task's default (see --help of each)
     monitor: str = "auto"  # picks the kept weights (val/loss breaks ties); auto: the task's
     patience: int = 0  # evaluations without improvement before stopping; 0 never stops early
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: at the end of each epoch

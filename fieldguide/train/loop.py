@@ -33,7 +33,7 @@ from fieldguide.train.checkpoint import (
 )
 from fieldguide.train.config import OptionError, TrainConfig
 from fieldguide.train.device import autocast, pick_device, resolve_precision
-from fieldguide.train.params import param_groups
+from fieldguide.train.optim import build_optimizer, clip_grad_norm
 from fieldguide.train.progress import Progress
 from fieldguide.train.schedule import warmup_cosine
 
@@ -203,12 +203,8 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
     # -- set-up ---------------------------------------------------------------------------
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        cfg = self.config
-        groups = param_groups(self.model, cfg.weight_decay)
-        if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    def _build_optimizer(self) -> Any:
+        return build_optimizer(self.model, self.config)
 
     def _plan(self) -> None:
         """Micro-batches per epoch, optimizer steps per epoch, total and warmup steps."""
@@ -229,6 +225,9 @@ class Trainer:
     def _epoch_micro_batches(self, epoch: int) -> list[Tensor]:
         """Example indices of each micro-batch of `epoch`, a pure function of (seed, epoch)."""
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        order = getattr(self.task, "epoch_batches", None)
+        if callable(order):  # a task that composes its batches (classes x examples per class)
+            return list(order(g, self.config.batch_size))[: self.micro_per_epoch]
         perm = torch.randperm(self.task.train_size, generator=g)
         return list(perm.split(self.config.batch_size))[: self.micro_per_epoch]
 
@@ -323,7 +322,7 @@ class Trainer:
             (loss * (len(idx) / window)).backward()
             total += loss.detach() * (len(idx) / window)
         if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            clip_grad_norm(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         after = getattr(self.model, "after_optimizer_step", None)
