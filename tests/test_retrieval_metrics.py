@@ -120,10 +120,23 @@ def test_perfect_embedding_scores_one_and_singletons_are_skipped():
     assert metrics == {"recall@1": 1.0, "recall@5": 1.0, "recall@10": 1.0, "map@r": 1.0}
 
 
+def _chance(others: int, r: int, k: int) -> tuple[float, float]:
+    """Recall@k and MAP@R of a random order: `others` candidates, r of them relevant."""
+    # recall: 1 - P(none of k draws without replacement is relevant)
+    recall = 1 - math.prod((others - r - i) / (others - i) for i in range(k))
+    # AP@R: E[rel_i * hits_i / i] summed over i <= R, with p = P(rel), q = P(rel | one rel)
+    p, q = r / others, (r - 1) / (others - 1)
+    return recall, sum((p + (i - 1) * p * q) / i for i in range(1, r + 1)) / r
+
+
 def test_collapsed_embedding_scores_chance_not_its_sort_order():
-    labels = torch.arange(400) // 100  # class-sorted, so index ties would favour one's class
-    metrics = retrieval_metrics(torch.ones(400, 3), labels, ks=(1,))
-    assert metrics["recall@1"] == pytest.approx(99 / 399, abs=0.07)
+    # Labels sorted by class and every score tied: ordered by index, every query would see
+    # class 0 first (MAP@R 0.25, Recall@100 0.25); the shuffle makes the order random.
+    labels = torch.arange(400) // 100
+    metrics = retrieval_metrics(torch.ones(400, 3), labels, ks=(1, 100))
+    for k in (1, 100):
+        assert metrics[f"recall@{k}"] == pytest.approx(_chance(399, 99, k)[0], abs=0.06)
+    assert metrics["map@r"] == pytest.approx(_chance(399, 99, 1)[1], abs=0.02)
 
 
 def test_random_embeddings_score_chance_and_recall_grows_with_k():
@@ -134,14 +147,26 @@ def test_random_embeddings_score_chance_and_recall_grows_with_k():
     metrics = retrieval_metrics(x, labels, ks=ks)
     recalls = [metrics[f"recall@{k}"] for k in ks]
     assert recalls == sorted(recalls)
-    others, r = n - 1, per_class - 1
-    for k in (1, 10):  # chance: 1 - P(none of k draws without replacement is relevant)
-        chance = 1 - math.prod((others - r - i) / (others - i) for i in range(k))
-        assert metrics[f"recall@{k}"] == pytest.approx(chance, abs=0.06)
-    # Expected AP@R of a random order: E[rel_i * hits_i / i], with p = P(rel), q = P(rel | rel)
-    p, q = r / others, (r - 1) / (others - 1)
-    chance_map = sum((p + (i - 1) * p * q) / i for i in range(1, r + 1)) / r
-    assert metrics["map@r"] == pytest.approx(chance_map, abs=0.015)
+    for k in (1, 10):
+        assert metrics[f"recall@{k}"] == pytest.approx(
+            _chance(n - 1, per_class - 1, k)[0], abs=0.06
+        )
+    assert metrics["map@r"] == pytest.approx(_chance(n - 1, per_class - 1, 1)[1], abs=0.015)
+
+
+def test_more_than_one_query_chunk_matches_a_numpy_reference():
+    rng = np.random.default_rng(2)
+    labels = np.arange(1500) % 30  # 50 per class: R = 49
+    x = rng.normal(size=(30, 16))[labels] + 1.5 * rng.normal(size=(1500, 16))
+    metrics = retrieval_metrics(x, labels, ks=(1, 10))
+    order = _brute_force(x, x, 1499, exclude_self=True)
+    relevant = labels[order] == labels[:, None]  # (N, N - 1)
+    for k in (1, 10):
+        assert metrics[f"recall@{k}"] == pytest.approx(relevant[:, :k].any(1).mean())
+    first_r = relevant[:, :49]
+    precision = np.cumsum(first_r, 1) / np.arange(1, 50)
+    assert metrics["map@r"] == pytest.approx(((precision * first_r).sum(1) / 49).mean())
+    assert 0.05 < metrics["map@r"] < 0.9  # neither trivial nor perfect
 
 
 # ---------------------------------------------------------------------------------------------

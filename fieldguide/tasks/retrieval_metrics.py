@@ -107,20 +107,22 @@ def knn(
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"knn expects chunk as a positive integer; got {chunk}.")
     g = g.to(q.dtype)
-    scores, indices = [], []
-    for start in range(0, q.shape[0], chunk):
-        sims = q[start : start + chunk] @ g.T  # (c, G)
-        if exclude_self:
-            rows = torch.arange(sims.shape[0], device=sims.device)
-            sims[rows, start + rows] = float("-inf")  # never its own neighbour
-        s, i = _top_k(sims, k)
-        scores.append(s)
-        indices.append(i)
-    return torch.cat(scores), torch.cat(indices)
+    found = [
+        _top_k(q[start : start + chunk], g, k, start if exclude_self else None)
+        for start in range(0, q.shape[0], chunk)
+    ]
+    return torch.cat([s for s, _ in found]), torch.cat([i for _, i in found])
 
 
-def _top_k(sims: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Top k of each row (c, G) in decreasing order, equal scores in increasing index order."""
+def _top_k(q: Tensor, g: Tensor, k: int, self_start: int | None) -> tuple[Tensor, Tensor]:
+    """Top k of g for each query row of q (c, E): decreasing scores, ties by increasing index.
+
+    With `self_start`, query row i is gallery row self_start + i and never its own neighbour.
+    """
+    sims = q @ g.T  # (c, G)
+    if self_start is not None:
+        rows = torch.arange(sims.shape[0], device=sims.device)
+        sims[rows, self_start + rows] = float("-inf")
     kth = sims.topk(k, dim=1).values[:, -1:]  # (c, 1): the k-th largest, whatever the ties
     above = sims > kth  # (c, G): certainly in
     room = k - above.sum(1, keepdim=True)  # (c, 1): places left for scores equal to kth
@@ -128,7 +130,7 @@ def _top_k(sims: Tensor, k: int) -> tuple[Tensor, Tensor]:
     chosen = above | (at & (at.cumsum(1) <= room))  # (c, G), exactly k per row, lowest first
     index = chosen.nonzero()[:, 1].view(-1, k)  # (c, k), increasing index within a row
     value = sims.gather(1, index)
-    value, order = value.sort(dim=1, descending=True, stable=True)  # stable: equal keep index order
+    value, order = value.sort(dim=1, descending=True, stable=True)  # equal ones keep index order
     return value, index.gather(1, order)
 
 
@@ -153,9 +155,10 @@ def retrieval_metrics(
       rewards ranking all R relevant examples first, not only one.
 
     Queries with no other example of their class (R = 0) can find nothing and are skipped by
-    both metrics. Neighbours come from `knn`, applied to a fixed (seeded) shuffle of the set, so
+    both metrics. Neighbours are exact, as in `knn`, on a fixed (seeded) shuffle of the set, so
     equal similarities are ordered at random rather than by the data's order: a collapsed
-    embedding (every row equal) scores chance, not perfect recall on class-sorted data.
+    embedding (every row equal) scores chance, not whatever its sort order would give. Memory
+    is 1024 queries x max(N, R) at a time.
 
     Args:
         embeddings: (N, E), numpy or torch, meant L2-normalised.
@@ -181,26 +184,30 @@ def retrieval_metrics(
             "retrieval_metrics expects labels with at least two examples of one class; got "
             f"{n} examples of {n} classes."
         )
-    # 1. neighbours, on a seeded shuffle so ties fall at random (metrics are means over
-    # queries, so the order of the queries does not matter).
+    # 1. A seeded shuffle, so tied neighbours fall in random order (the metrics are means
+    # over queries, so the order of the queries does not matter).
     shuffle = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(x.device)
     x, y, r = x[shuffle], y[shuffle], r[shuffle]
     queried = r >= 1  # (N,), queries with something to find
-    depth = max(max(ks), int(r.max()))
-    _, index = knn(x, x, depth, exclude_self=True)  # (N, depth)
-    relevant = y[index] == y[:, None]  # (N, depth)
-
-    # 2. Recall@K: a hit anywhere in the first k
-    out = {}
-    for k in ks:
-        out[f"recall@{k}"] = relevant[queried, :k].any(1).double().mean().item()
-
-    # 3. MAP@R: precision@i at the relevant ranks i <= R, summed, over R
+    depth = max(max(ks), int(r.max()))  # ranks either metric reads
     rank = torch.arange(1, depth + 1, device=x.device)  # (depth,)
-    precision = relevant.cumsum(1) / rank  # (N, depth)
-    counted = relevant & (rank[None, :] <= r[:, None])  # (N, depth)
-    ap = (precision * counted).sum(1) / r.clamp_min(1)  # (N,)
-    out["map@r"] = ap[queried].double().mean().item()
+    hits = {k: 0 for k in ks}
+    ap_sum = 0.0
+    # 2. Query chunks of 1024, so memory stays at 1024 x max(N, depth)
+    for start in range(0, n, 1024):
+        rows = slice(start, start + 1024)
+        _, index = _top_k(x[rows], x, depth, start)  # (c, depth)
+        relevant = (y[index] == y[rows, None]) & queried[rows, None]  # (c, depth)
+        # Recall@K: a hit anywhere in the first k
+        for k in ks:
+            hits[k] += int(relevant[:, :k].any(1).sum())
+        # MAP@R: precision@i at the relevant ranks i <= R, summed, over R
+        precision = relevant.cumsum(1) / rank  # (c, depth)
+        counted = relevant & (rank[None, :] <= r[rows, None])  # (c, depth)
+        ap_sum += float(((precision * counted).sum(1) / r[rows].clamp_min(1)).double().sum())
+    queries = int(queried.sum())
+    out = {f"recall@{k}": hits[k] / queries for k in ks}
+    out["map@r"] = ap_sum / queries
     return out
 
 
