@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fieldguide.layers.metric import bounded_temperature, temperature_parameter
 from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import get_entry, register
 
@@ -116,10 +117,10 @@ class Embedder(Model):
                 if hasattr(module, "reset_parameters") and module is not self.towers[1]:
                     module.reset_parameters()
         low, high = TEMPERATURE_RANGE
-        start = (config.temperature - low) / (high - low)
-        start = min(max(start, 1e-4), 1 - 1e-4)
+        start = min(max(config.temperature, low + 1e-4), high - 1e-4)  # strictly inside
         self.temperature_logit = nn.Parameter(
-            torch.logit(torch.tensor(start)), requires_grad=config.learn_temperature
+            torch.tensor(temperature_parameter(start, low, high)),
+            requires_grad=config.learn_temperature,
         )
         centres = torch.randn(config.num_classes, config.embed_dim) / config.embed_dim**0.5
         self.class_centres = nn.Parameter(centres)
@@ -142,8 +143,7 @@ class Embedder(Model):
 
     def temperature(self) -> Tensor:
         """InfoNCE's temperature, low + (high - low) * sigmoid(parameter): never outside range."""
-        low, high = TEMPERATURE_RANGE
-        return low + (high - low) * torch.sigmoid(self.temperature_logit)
+        return bounded_temperature(self.temperature_logit, *TEMPERATURE_RANGE)
 
     def loss_parameters(self) -> set[str]:
         """Parameters only the task's losses read: the temperature and the class centres."""

@@ -143,6 +143,7 @@ def retrieval_metrics(
     embeddings: np.ndarray | Tensor,
     labels: np.ndarray | Tensor,
     ks: Sequence[int] = (1, 5, 10),
+    gallery: np.ndarray | Tensor | None = None,
 ) -> dict[str, float]:
     """Leave-one-out retrieval: every example queries all the others.
 
@@ -164,11 +165,21 @@ def retrieval_metrics(
         embeddings: (N, E), numpy or torch, meant L2-normalised.
         labels: integer classes (N,).
         ks: the k of each "recall@k", each between 1 and N - 1.
+        gallery: the same N examples embedded another way (a two-tower model's gallery
+            tower), (N, E); queries (`embeddings`) are ranked against it, each query's own
+            row left out. None: the embeddings themselves.
 
     Returns:
         {"recall@k" for k in ks, "map@r"} as floats.
     """
     x = _embeddings(embeddings, "embeddings", "retrieval_metrics")
+    g = x if gallery is None else _embeddings(gallery, "gallery", "retrieval_metrics")
+    if g.shape != x.shape:
+        raise ValueError(
+            f"retrieval_metrics expects gallery of the queries' shape {tuple(x.shape)} (the "
+            f"same examples); got {tuple(g.shape)}."
+        )
+    g = g.to(x.device, x.dtype)
     n = x.shape[0]
     y = _labels(labels, n, "retrieval_metrics").to(x.device)
     ks = tuple(ks)
@@ -187,7 +198,7 @@ def retrieval_metrics(
     # 1. A seeded shuffle, so tied neighbours fall in random order (the metrics are means
     # over queries, so the order of the queries does not matter).
     shuffle = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(x.device)
-    x, y, r = x[shuffle], y[shuffle], r[shuffle]
+    x, g, y, r = x[shuffle], g[shuffle], y[shuffle], r[shuffle]
     queried = r >= 1  # (N,), queries with something to find
     depth = max(max(ks), int(r.max()))  # ranks either metric reads
     rank = torch.arange(1, depth + 1, device=x.device)  # (depth,)
@@ -196,7 +207,7 @@ def retrieval_metrics(
     # 2. Query chunks of 1024, so memory stays at 1024 x max(N, depth)
     for start in range(0, n, 1024):
         rows = slice(start, start + 1024)
-        _, index = _top_k(x[rows], x, depth, start)  # (c, depth)
+        _, index = _top_k(x[rows], g, depth, start)  # (c, depth)
         relevant = (y[index] == y[rows, None]) & queried[rows, None]  # (c, depth)
         # Recall@K: a hit anywhere in the first k
         for k in ks:
@@ -238,6 +249,7 @@ def verification_metrics(
     labels: np.ndarray | Tensor,
     max_pairs: int = 200_000,
     seed: int = 0,
+    gallery: np.ndarray | Tensor | None = None,
 ) -> dict[str, float]:
     """Pair verification by cosine similarity: ROC AUC and equal error rate.
 
@@ -252,11 +264,20 @@ def verification_metrics(
         labels: integer classes (N,); there must be both same- and different-class pairs.
         max_pairs: the most pairs scored, >= 2.
         seed: seeds the sample of pairs (unused when every pair is scored).
+        gallery: the same N examples embedded another way (a two-tower model's gallery
+            tower): pair (i, j) is scored as query i against gallery j. None: the embeddings.
 
     Returns:
         {"roc_auc", "eer"} as floats; see `equal_error_rate`.
     """
     x = _embeddings(embeddings, "embeddings", "verification_metrics")
+    g = x if gallery is None else _embeddings(gallery, "gallery", "verification_metrics")
+    if g.shape != x.shape:
+        raise ValueError(
+            f"verification_metrics expects gallery of the queries' shape {tuple(x.shape)} (the "
+            f"same examples); got {tuple(g.shape)}."
+        )
+    g = g.to(x.device, x.dtype)
     n = x.shape[0]
     y = _labels(labels, n, "verification_metrics").cpu()
     if not isinstance(max_pairs, int) or max_pairs < 2:
@@ -276,7 +297,7 @@ def verification_metrics(
     same = (y[i] == y[j]).numpy()
     scores = np.concatenate(
         [
-            (x[i[s : s + 65536].to(x.device)] * x[j[s : s + 65536].to(x.device)]).sum(1).cpu()
+            (x[i[s : s + 65536].to(x.device)] * g[j[s : s + 65536].to(x.device)]).sum(1).cpu()
             for s in range(0, len(i), 65536)  # chunks of pairs bound the (chunk, E) gathers
         ]
     ).astype(np.float64)

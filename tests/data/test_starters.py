@@ -45,8 +45,17 @@ def test_every_documented_starter_is_listed():
         assert isinstance(s.present, bool)
     by_name = {s.name: s for s in listed}
     assert by_name["digits"].present  # scikit-learn is a dependency of fieldguide
-    assert by_name["digits"].has_loader and not by_name["adult"].has_loader
-    for name in ("sunspots", "co2", "gunpoint", "spoken-digits", "pixel-digits", "selective-copy"):
+    assert by_name["digits"].has_loader
+    for name in (
+        "sunspots",
+        "co2",
+        "gunpoint",
+        "spoken-digits",
+        "pixel-digits",
+        "selective-copy",
+        "adult",
+        "movielens",
+    ):
         assert by_name[name].has_loader, name
     for name in ("kjv", "rotten-tomatoes", "dates", "karate", "drosophila", "sbm", "digit-graphs"):
         assert by_name[name].has_loader, name
@@ -99,19 +108,21 @@ def test_unknown_starter_suggests_close_matches():
         load_data("zzzzzz")
 
 
-def test_non_classification_starter_names_its_task():
+def test_starter_for_an_unsupported_task_names_its_task(monkeypatch):
+    odd = dataclasses.replace(starters.STARTERS["movielens"], task="question-answering")
+    monkeypatch.setitem(starters.STARTERS, "movielens", odd)
     with pytest.raises(
         ValueError,
-        match="starter 'movielens' is for recommendation, which `fieldguide train` does not "
+        match="starter 'movielens' is for question-answering, which `fieldguide train` does not "
         "support yet",
     ):
         load_data("movielens")
 
 
-def test_classification_starter_without_a_loader():
-    with pytest.raises(
-        ValueError, match="starter 'adult' \\(tabular classification\\) has no loader yet"
-    ):
+def test_starter_without_a_loader(monkeypatch):
+    bare = dataclasses.replace(starters.STARTERS["adult"], loader=None)
+    monkeypatch.setitem(starters.STARTERS, "adult", bare)
+    with pytest.raises(ValueError, match="starter 'adult' \\(fields ctr\\) has no loader yet"):
         load_data("adult")
 
 
