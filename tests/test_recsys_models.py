@@ -440,3 +440,12 @@ def test_two_tower_refuses_bad_input_naming_the_argument():
 def test_configs_refuse_bad_sizes_naming_the_field(cls, overrides, field):
     with pytest.raises(ValueError, match=field):
         cls(**overrides)
+
+
+def test_cross_buckets_refuse_ids_that_are_not_int64_rows():
+    with pytest.raises(TypeError, match=r"first_ids as an int64 tensor \(B, F\); got torch.int32"):
+        cross_buckets(torch.ones(2, 3, dtype=torch.int32), 10)
+    with pytest.raises(TypeError, match=r"got torch.int64 of shape \(2, 3, 1\)"):
+        cross_buckets(torch.ones(2, 3, 1, dtype=torch.int64), 10)
+    with pytest.raises(ValueError, match="buckets >= 1; got 0"):
+        cross_buckets(torch.ones(2, 3, dtype=torch.int64), 0)

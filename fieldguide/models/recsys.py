@@ -237,7 +237,7 @@ class FieldBags(nn.Module):
         pooled = self.bag(flat, offsets, per_sample_weights=w)  # (B*F, dim); empty bag -> 0
         if self.pooling == "mean":
             pooled = pooled / count.clamp_min(1).unsqueeze(1).to(pooled.dtype)
-        return pooled.view(b, f, -1)  # (B, F, dim)
+        return pooled.view(b, f, self.bag.embedding_dim)  # (B, F, dim)
 
 
 def cross_buckets(first_ids: Tensor, buckets: int) -> Tensor:
@@ -256,6 +256,15 @@ def cross_buckets(first_ids: Tensor, buckets: int) -> Tensor:
     Returns:
         (B, P) int64 buckets, P = F (F - 1) / 2, pairs in `torch.triu_indices` order.
     """
+    if not isinstance(first_ids, Tensor) or first_ids.dtype != torch.int64 or first_ids.ndim != 2:
+        given = (
+            f"{first_ids.dtype} of shape {tuple(first_ids.shape)}"
+            if isinstance(first_ids, Tensor)
+            else type(first_ids).__name__
+        )
+        raise TypeError(f"cross_buckets expects first_ids as an int64 tensor (B, F); got {given}.")
+    if buckets < 1:
+        raise ValueError(f"cross_buckets expects buckets >= 1; got {buckets}.")
     f = first_ids.shape[1]
     i, j = torch.triu_indices(f, f, offset=1, device=first_ids.device)  # (P,), (P,)
     ids = (first_ids ^ (first_ids >> 31)) & _MASK31  # fold to 31 bits, (B, F)
@@ -310,7 +319,7 @@ def _check_dense(owner: str, dense: object, width: int, like: Tensor) -> None:
         )
     if dense.ndim != 2 or dense.shape[1] != width:
         raise ValueError(f"{owner} expects {noun} of shape (B, {width}); got {tuple(dense.shape)}.")
-    check_device(dense, like.device, owner=owner, name="dense", what="dense features")
+    check_device(dense, like.device, owner=owner, name=noun)
     if dense.dtype != like.dtype and dense.dtype != autocast_dtype(dense.device.type):
         raise TypeError(
             f"{owner} expects {noun} in the model's dtype {like.dtype}; got {dense.dtype}; "
@@ -344,7 +353,7 @@ def _check_ids(
     wrong_batch = batch is not None and ids.ndim == 3 and ids.shape[0] != batch
     if ids.ndim != 3 or ids.shape[1] != len(rows) or ids.shape[2] < 1 or wrong_batch:
         raise ValueError(f"{owner} expects {noun} of shape {shape}; got {tuple(ids.shape)}.")
-    check_device(ids, like.device, owner=owner, name=name, what="ids")
+    check_device(ids, like.device, owner=owner, name=noun)
     if ids.numel() > 0:
         low = ids.amin(dim=(0, 2))  # (F,)
         high = ids.amax(dim=(0, 2))  # (F,)
@@ -369,7 +378,7 @@ def _check_ids(
             f"{owner} expects {weights_name} of the shape of {name}, {tuple(ids.shape)}; "
             f"got {tuple(weights.shape)}."
         )
-    check_device(weights, like.device, owner=owner, name=weights_name, what="weights")
+    check_device(weights, like.device, owner=owner, name=weights_name)
     if weights.dtype != like.dtype:
         raise TypeError(
             f"{owner} expects {weights_name} in the model's dtype {like.dtype}; got "
@@ -486,7 +495,11 @@ class WideDeep(FieldsModel):
         self.deep = mlp(deep_in, c.hidden_dim, c.num_layers, c.out_dim, c.activation, c.dropout)
 
     def wide(self, dense: Tensor, ids: Tensor, weights: Tensor | None = None) -> Tensor:
-        """The wide part's logits (B, out_dim); inputs as in forward, unchecked."""
+        """The wide part alone: logits (B, out_dim) of the linear model; inputs as in forward."""
+        self._check(dense, ids, weights)
+        return self._wide(dense, ids, weights)
+
+    def _wide(self, dense: Tensor, ids: Tensor, weights: Tensor | None) -> Tensor:
         out = self.wide_bias + self.wide_ids(ids, weights).sum(1)  # (B, out_dim)
         if self.wide_crosses is not None:
             buckets = cross_buckets(ids[:, :, 0].long(), self.config.wide_buckets)  # (B, P)
@@ -500,7 +513,7 @@ class WideDeep(FieldsModel):
         self._check(dense, ids, weights)
         pooled = self.tables(ids, weights).flatten(1)  # (B, F*E)
         deep = self.deep(torch.cat([pooled, dense], dim=1))  # (B, out_dim)
-        return self.wide(dense, ids, weights) + deep
+        return self._wide(dense, ids, weights) + deep
 
 
 class DLRM(FieldsModel):
