@@ -14,7 +14,6 @@ class. Neither is used to embed.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -64,23 +63,25 @@ class EmbedderConfig:
             raise ValueError(f"EmbedderConfig.num_classes must be >= 0; got {self.num_classes}.")
 
 
+def projection_head(config: EmbedderConfig) -> nn.Module:
+    """feature_dim -> embed_dim: one Linear, or Linear -> ReLU -> Linear."""
+    f, e = config.feature_dim, config.embed_dim
+    if config.projection == "linear":
+        return nn.Linear(f, e)
+    return nn.Sequential(nn.Linear(f, f), nn.ReLU(), nn.Linear(f, e))
+
+
 class Tower(nn.Module):
-    """Backbone -> projection head -> unit length."""
+    """Backbone -> projection head -> unit length: the gallery tower of a two-tower embedder."""
 
     def __init__(self, backbone: nn.Module, config: EmbedderConfig) -> None:
         super().__init__()
         self.backbone = backbone
-        f, e = config.feature_dim, config.embed_dim
-        self.projection = (
-            nn.Linear(f, e)
-            if config.projection == "linear"
-            else nn.Sequential(nn.Linear(f, f), nn.ReLU(), nn.Linear(f, e))
-        )
+        self.projection = projection_head(config)
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         """Unit-norm embeddings (B, embed_dim) of the backbone's inputs."""
-        features = self.backbone(x, *args, **kwargs)
-        return F.normalize(self.projection(features).float(), dim=-1)
+        return F.normalize(self.projection(self.backbone(x, *args, **kwargs)).float(), dim=-1)
 
 
 def backbone_config(config: EmbedderConfig) -> Any:
@@ -109,13 +110,11 @@ class Embedder(Model):
                 f"{type(self).__name__} wraps a backbone that reads {self.reads}; "
                 f"backbone={config.backbone!r} reads {entry.cls.reads or 'nothing declared'}."
             )
-        backbone = entry.cls(backbone_config(config))
-        tower = Tower(backbone, config)
-        self.towers = nn.ModuleList([tower] if config.shared else [tower, copy.deepcopy(tower)])
-        if not config.shared:  # the gallery tower starts from its own draw, not a copy
-            for module in self.towers[1].modules():
-                if hasattr(module, "reset_parameters") and module is not self.towers[1]:
-                    module.reset_parameters()
+        sized = backbone_config(config)
+        self.backbone = entry.cls(sized)  # the query tower (the only one when shared)
+        self.projection = projection_head(config)
+        # shared=False: a gallery tower of the same shape, from its own draw of weights.
+        self.gallery = None if config.shared else Tower(entry.cls(sized), config)
         low, high = TEMPERATURE_RANGE
         start = min(max(config.temperature, low + 1e-4), high - 1e-4)  # strictly inside
         self.temperature_logit = nn.Parameter(
@@ -124,22 +123,22 @@ class Embedder(Model):
         )
         centres = torch.randn(config.num_classes, config.embed_dim) / config.embed_dim**0.5
         self.class_centres = nn.Parameter(centres)
-        self.name = self.name  # the towers' backbones now exist: they take the name too
+        self.name = self.name  # the backbones now exist: they take the name too
         self.default_tower = 0  # what forward embeds with when no tower is given
 
     @property
     def invariants(self) -> frozenset[str]:  # type: ignore[override]
         """`batch_independent` when the backbone is (its batch norms use running statistics)."""
-        return frozenset(self.towers[0].backbone.invariants) & {"batch_independent"}
+        return frozenset(self.backbone.invariants) & {"batch_independent"}
 
     @property
     def input_description(self) -> str:
         """What forward expects: the backbone's input."""
-        return self.towers[0].backbone.input_description
+        return self.backbone.input_description
 
     def example_input(self, batch_size: int = 2) -> Any:
         """The backbone's example input."""
-        return self.towers[0].backbone.example_input(batch_size)
+        return self.backbone.example_input(batch_size)
 
     def temperature(self) -> Tensor:
         """InfoNCE's temperature, low + (high - low) * sigmoid(parameter): never outside range."""
@@ -161,8 +160,11 @@ class Embedder(Model):
     @name.setter
     def name(self, value: str) -> None:
         self.__dict__["_name"] = value
-        for tower in self.__dict__.get("_modules", {}).get("towers", ()):
-            tower.backbone.name = value
+        modules = self.__dict__.get("_modules", {})
+        gallery = modules.get("gallery")
+        for backbone in (modules.get("backbone"), getattr(gallery, "backbone", None)):
+            if backbone is not None:
+                backbone.name = value
 
     @classmethod
     def config_for_data(cls, config: EmbedderConfig, spec: DataSpec) -> EmbedderConfig:
@@ -186,7 +188,10 @@ class Embedder(Model):
         tower = self.default_tower if tower is None else tower
         if tower not in (0, 1):
             raise ValueError(f"{self.name}: tower must be 0 (queries) or 1 (gallery); got {tower}.")
-        return self.towers[min(tower, len(self.towers) - 1)](x, *args, **kwargs)
+        if tower == 1 and self.gallery is not None:
+            return self.gallery(x, *args, **kwargs)
+        features = self.backbone(x, *args, **kwargs)
+        return F.normalize(self.projection(features).float(), dim=-1)
 
 
 class ImageEmbedder(Embedder):
