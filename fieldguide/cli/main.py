@@ -56,6 +56,12 @@ DATA_FORMATS = """your own data (`fieldguide data inspect PATH` says how a path 
   seg/images/NAME.png  with seg/masks/NAME.png (same size; PNG or TIFF; class ids, or 0/255
                      for binary) and optionally seg/classes.txt (one name per line):
                      segmentation, trained on random --crop crops, scored on whole images
+  clicks.csv         with wide-deep/dlrm, or --categorical a,b / --dense x,y: fields rows for
+                     click prediction (a binary target); text columns are categorical fields
+                     (a cell "a|b" is a bag of ids), numbers dense; rare and unseen values
+                     hash into buckets
+  any labelled data  with a siamese-* model: metric learning (embeddings; the last half of the
+                     classes held out for retrieval tests, --held-out-classes)
 Every bad row, file or cell is one sentence naming it; nothing is written on failure."""
 
 

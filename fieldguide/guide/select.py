@@ -37,6 +37,14 @@ def auto_model(modality: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
         return "t5-tiny", "seq2seq: an encoder-decoder Transformer (T5/BART) is the guide's pick"
     if modality == "graphs":
         return "gcn", "graphs: a GCN is the guide's first pick (GAT and GraphSAGE are alternatives)"
+    if modality == "fields":
+        return (
+            "wide-deep",
+            "categorical fields and dense features with a binary target: Wide & Deep is the "
+            "guide's first pick (DLRM when fields are many and large)",
+        )
+    if modality == "interactions":
+        return "two-tower", "user-item interactions: a two-tower model ranks every item at once"
     raise ValueError(
         f"no default model for modality '{modality}'; pass --model NAME (see `fieldguide list`)."
     )
