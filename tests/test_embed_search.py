@@ -92,7 +92,8 @@ def test_embed_writes_the_run_models_unit_norm_embeddings_with_the_file_ids(
     index, labels, sources = read_index(metric_run)
     assert set(labels.tolist()) == set(range(CLASSES - HELD_OUT))  # held-out classes left out
     for row, source in enumerate(sources):
-        file = TRAIN_FILES[int(source.removeprefix("train #"))]
+        file = source  # an image folder's rows name their files
+        assert file in TRAIN_FILES
         assert torch.allclose(z[FILES.index(file)], index[row], atol=1e-5), file
         assert file.startswith(f"d{int(labels[row])}/")
 
@@ -137,8 +138,7 @@ def test_search_for_a_training_image_finds_that_image_first(metric_run, folder, 
     assert [r[1] for r in rows[1:]] == ["1", "2", "3"]
     similarity = [float(r[2]) for r in rows[1:]]
     assert similarity == sorted(similarity, reverse=True) and similarity[0] > 0.9999
-    # Image-folder sources are not carried into the index today: its rows say "train #i".
-    assert rows[1][3:] == ["d1", f"train #{j}"]
+    assert rows[1][3:] == ["d1", file]  # the index names an image folder's files
     # Every similarity is the cosine between the query and that indexed row.
     index, _, sources = read_index(metric_run)
     _, query = model_embeddings(metric_run, folder / file)
@@ -147,11 +147,6 @@ def test_search_for_a_training_image_finds_that_image_first(metric_run, folder, 
         assert float(r[2]) == pytest.approx(expected, abs=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: ClassificationData has no `sources`, so write_artifacts names image-folder "
-    "rows 'train #i' where embed.py's docstring promises the image folder's file",
-)
 def test_search_names_an_image_folders_files_as_sources(metric_run, folder, capsys):
     _, file = first_training_file(2)
     assert main(["search", str(metric_run), "--query", str(folder / file), "--k", "1"]) == 0

@@ -68,6 +68,8 @@ class ClassificationData:
         synthetic: True when the data is generated rather than real.
         preprocessing: How raw inputs were turned into `x` (for example the per-channel
             "mean" and "std"), so new inputs can be prepared the same way; JSON-friendly.
+        sources: Per split, where each example came from (an image folder's files, relative
+            to it), in the split's order; None when examples have no file of their own.
     """
 
     name: str
@@ -81,6 +83,7 @@ class ClassificationData:
     feature_names: list[str] | None = None
     synthetic: bool = False
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, list[str]] | None = None
 
     @property
     def num_classes(self) -> int:

@@ -148,4 +148,10 @@ def load_image_folder(
     )
     # What predict needs to read new images the same way: colour, size, the channel statistics.
     data.preprocessing |= {"reader": "image-folder", "rgb": rgb, "image_size": image_size}
+    # Each example's file, relative to the folder: what `fieldguide search` shows as a source.
+    files = [str(f.relative_to(root)) for _, class_files in classes for f in class_files]
+    data.sources = {
+        split: [files[int(i)] for i in index]
+        for split, index in zip(("train", "val", "test"), splits, strict=True)
+    }
     return data

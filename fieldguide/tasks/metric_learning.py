@@ -45,6 +45,7 @@ LOSSES = ("infonce", "triplet", "triplet-semihard", "arcface", "contrastive")
 TRIPLET_MARGIN = 0.2
 ARCFACE_MARGIN, ARCFACE_SCALE = 0.5, 30.0
 CONTRASTIVE_MARGIN = 0.5
+MIN_SPLIT = 11  # examples a split needs: a query and the 10 others recall@10 ranks
 METRICS = ("recall@1", "recall@5", "recall@10", "map@r", "roc_auc", "eer")
 
 
@@ -111,10 +112,12 @@ class MetricLearningTask(Task):
             (y >= seen).nonzero().flatten() if held else torch.arange(len(y)),
         )
         for split, (_, rows) in self._rows.items():
-            if len(rows) < 2:
+            if len(rows) < MIN_SPLIT:  # recall@10 needs 10 others to rank
                 raise ValueError(
                     f"metric learning on '{data.name}' has {len(rows)} {split} example(s) of "
-                    f"its classes; at least 2 are needed; add examples or change the fractions."
+                    f"its {'held-out' if split == 'test' and held else 'training'} classes; "
+                    f"retrieval@10 needs at least {MIN_SPLIT}, so add examples, raise the "
+                    f"split's fraction or change held_out_classes."
                 )
 
     # -- what the data asks of a model -----------------------------------------------------
@@ -174,22 +177,30 @@ class MetricLearningTask(Task):
             chosen = torch.randperm(len(classes), generator=generator)[:p].tolist()
             parts = []
             for c in chosen:
-                take = []
-                while len(take) < k:
+                take, got = [], 0
+                while got < k:
                     if cursor[c] == len(queues[c]):
                         m = members[c]
                         queues[c] = m[torch.randperm(len(m), generator=generator)]
                         cursor[c] = 0
-                    step = min(k - len(take), len(queues[c]) - cursor[c])
+                    step = min(k - got, len(queues[c]) - cursor[c])
                     take.append(queues[c][cursor[c] : cursor[c] + step])
                     cursor[c] += step
+                    got += step
                 parts.append(torch.cat(take))
             batches.append(torch.cat(parts))
         return batches
 
     # -- loss and embeddings ----------------------------------------------------------------
-    def embed(self, model: nn.Module, inputs: tuple[Tensor, ...], tower: int = 0) -> Tensor:
-        """Unit-norm embeddings (B, E) of a batch's inputs through `tower`."""
+    def embed(
+        self, model: nn.Module, inputs: tuple[Tensor, ...], tower: int | None = None
+    ) -> Tensor:
+        """Unit-norm embeddings (B, E) of a batch's inputs through `tower`.
+
+        None embeds through the model's current default tower (see `gallery_tower`).
+        """
+        if tower is None:
+            return self.inner.logits(model, inputs).float()
         with gallery_tower(model, tower):
             return self.inner.logits(model, inputs).float()
 

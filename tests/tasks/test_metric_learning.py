@@ -114,11 +114,6 @@ def small_split(n_per_class, classes, dim, g):
     return Split(F.one_hot(y, dim).float() + 0.1 * torch.randn(len(y), dim, generator=g), y)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MetricLearningTask accepts a split of >= 2 examples, but evaluate() asks "
-    "retrieval_metrics for recall@1/5/10, which needs >= 11 examples per split",
-)
 def test_a_split_the_task_accepts_can_be_evaluated():
     # Synthetic: 4 classes, 2 examples each in val and test (8 < 11): a small image folder's
     # validation split with half its classes held out looks like this.
@@ -148,11 +143,6 @@ def test_a_split_the_task_accepts_can_be_evaluated():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: epoch_batches counts the chunks taken per class (len(take)), not examples, "
-    "so each class gives K + (K-1) + ... + 1 examples and batches are far above batch_size",
-)
 @pytest.mark.parametrize(("held", "batch_size"), [(-1, 16), (-1, 32), (0, 16), (0, 32)])
 def test_epoch_batches_are_p_classes_of_k_examples(digits, held, batch_size):
     task = MetricLearningTask(digits, held_out_classes=held)
@@ -292,11 +282,6 @@ def test_two_towers_embed_differently_and_a_pair_loss_trains_both(digits, loss):
     assert queries | gallery <= nonzero_grads(model)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MetricLearningTask.outputs calls embed(..., tower=0), whose gallery_tower(0) "
-    "overrides the one embeddings(split, tower=1) set, so the gallery tower is never used",
-)
 def test_two_towers_evaluate_queries_against_the_gallery_tower(digits):
     task = MetricLearningTask(digits, loss="contrastive")
     model = tiny_model(task, shared=False)
@@ -490,11 +475,6 @@ def test_a_finished_run_indexes_its_training_examples(digits, tmp_path):
     assert sources == [f"train #{r}" for r in rows]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the index of a shared=False run holds the query tower's embeddings (see "
-    "test_two_towers_evaluate_queries_against_the_gallery_tower)",
-)
 def test_a_two_tower_index_holds_the_gallery_towers_embeddings(digits, tmp_path):
     task = MetricLearningTask(digits, loss="infonce")
     model = tiny_model(task, shared=False)
