@@ -50,6 +50,7 @@ TINY: dict[str, dict[str, object]] = {
     "gnn": {"hidden_dim": 8, "num_layers": 2},
     "diffusion": {"hidden_dim": 8},
     "vae": {"hidden_dim": 4, "latent_dim": 4},
+    "recsys": {"hidden_dim": 16, "embed_dim": 4},
 }
 PER_NAME: dict[str, dict[str, object]] = {
     "gpt2-small": {"vocab_size": 300},  # 50257 logits per step would dominate the run time
@@ -126,10 +127,15 @@ class Maker:
         self.example, self.side = (example[0], example[1:]) if side else (example, ())
         params = inspect.signature(model.forward).parameters
         self.params = list(params)
+        # An embedder's sizes (vocabulary, longest text) are its backbone's.
+        self.inner_config = getattr(model, "backbone", model).config
         self.kind = self._kind()
 
     def _kind(self) -> str:
         ex = self.example
+        reads = getattr(type(self.model), "reads", "")
+        if reads in ("fields", "interactions"):  # recommenders: bags of ids (B, F, L)
+            return reads
         if isinstance(ex, tuple):
             return "pairs" if not ex[0].is_floating_point() else "graph"
         if not ex.is_floating_point():
@@ -142,7 +148,7 @@ class Maker:
         return torch.randn(shape, generator=self.gen)
 
     def ids(self, *shape: int, high: int | None = None) -> Tensor:
-        high = self.model.config.vocab_size if high is None else high
+        high = self.inner_config.vocab_size if high is None else high
         return torch.randint(0, high, shape, generator=self.gen)
 
     def pick(self, options):
@@ -207,6 +213,8 @@ class Maker:
         return [makers[i % len(makers)]() for i in range(count)] if makers else []
 
     def _streams(self) -> bool:
+        if not hasattr(self.model, "initial_state"):  # an embedder over a sequence model
+            return False
         try:
             self.model.initial_state(2)
         except (ValueError, NotImplementedError):  # non-causal or bidirectional: no stepping
@@ -478,8 +486,8 @@ class Maker:
     def _id_makers(self, ids: Tensor, name: str, build: Callable[[object], Case]):
         """Mutations of one tensor of token ids; `build(bad)` makes the call."""
         m = self
-        vocab = self.model.config.vocab_size
-        max_len = self.model.config.max_len
+        config = self.inner_config
+        vocab, max_len = config.vocab_size, config.max_len
 
         def rank():
             r = m.pick([r for r in range(6) if r != 2])
@@ -609,6 +617,162 @@ class Maker:
             + self._mask_makers(tgt, "tgt_padding_mask", build_tgt_mask)
             + [batch_mismatch]
         )
+
+    # Recommenders: bags of ids (B, F, L), 0 = padding, with per-id weights of that shape.
+
+    def _bag_makers(self, args: tuple, names: tuple[str, ...], rows: tuple[int, ...], at: int):
+        """Mutations of the id bags args[at] (weights at args[at + 1]); the rest unchanged."""
+        m = self
+        ids, weights = args[at], args[at + 1]
+        name, weights_name = names[at], names[at + 1]
+
+        def call(what, bad, slot=at, arg=name, empty=False):
+            changed = list(args)
+            changed[slot] = bad
+            return Case(what, tuple(changed), {}, (arg,), empty)
+
+        def rank():
+            r = m.pick([r for r in range(6) if r != 3])
+            shape = m.any_shape(r)
+            return call(f"rank {r} {name} of shape {shape}", m.ids(*shape, high=2))
+
+        def fields():
+            f = m.pick([f for f in (1, 2, 7) if f != ids.shape[1]])
+            return call(f"{name} with {f} fields", m.ids(ids.shape[0], f, ids.shape[2], high=2))
+
+        def out_of_range():
+            bad = ids.clone()
+            f = m.rng.randrange(ids.shape[1])
+            bad[m.rng.randrange(ids.shape[0]), f, 0] = m.pick((-1, rows[f], rows[f] + 5, 2**40))
+            return call(f"{name} with an id outside field {f}'s table", bad)
+
+        def dtype():
+            dt = m.pick(ID_DTYPES)
+            return call(f"{name} of dtype {dt}", m.recast(ids, dt))
+
+        def non_tensor():
+            what, bad = m.non_tensor(ids)
+            return call(f"{name} as {what}", bad)
+
+        def meta():
+            return call(f"{name} on the meta device", ids.to("meta"))
+
+        def weights_bad():
+            choice = m.pick(("shape", "int", "float64", "nan", "list", "meta"))
+            bad = {
+                "shape": lambda: torch.rand(*ids.shape[:-1], ids.shape[-1] + 1),
+                "int": lambda: torch.ones(ids.shape, dtype=torch.long),
+                "float64": lambda: weights.double(),
+                "nan": lambda: m.nonfinite(weights)[1],
+                "list": lambda: weights.tolist(),
+                "meta": lambda: weights.to("meta"),
+            }[choice]()
+            return call(f"{weights_name} {choice}", bad, at + 1, weights_name)
+
+        return [rank, fields, out_of_range, dtype, non_tensor, meta, weights_bad]
+
+    def _fields(self) -> list[Callable[[], Case]]:
+        m = self
+        dense, ids, weights = self.example
+        args, names = (dense, ids, weights), ("dense", "ids", "weights")
+        rows = tuple(self.model.config.fields)
+
+        def call(what, changed, arg, empty=False):
+            return Case(what, changed, {}, (arg,), empty)
+
+        def dense_width():
+            k = m.pick([k for k in (0, 1, 3, 64) if k != dense.shape[1]])
+            return call(f"dense with {k} features", (m.randn(2, k), ids, weights), "dense")
+
+        def dense_rank():
+            r = m.pick((0, 1, 3))
+            shape = m.any_shape(r)
+            return call(
+                f"rank {r} dense of shape {shape}", (m.randn(*shape), ids, weights), "dense"
+            )
+
+        def dense_dtype():
+            dt = m.pick(FLOAT_DTYPES + OTHER_DTYPES)
+            return call(f"dense of dtype {dt}", (m.recast(dense, dt), ids, weights), "dense")
+
+        def dense_nonfinite():
+            what, bad = m.nonfinite(dense)
+            return call(f"dense with {what}", (bad, ids, weights), "dense")
+
+        def dense_non_tensor():
+            what, bad = m.non_tensor(dense)
+            return call(f"dense as {what}", (bad, ids, weights), "dense")
+
+        def batch_mismatch():
+            b = m.pick((1, 3))
+            changed = (m.randn(b, dense.shape[1]), ids, weights)
+            return Case(f"dense of batch {b}, ids of batch 2", changed, {}, ("dense", "ids"))
+
+        def empty_batch():
+            return call(
+                "an empty batch",
+                (dense[:0], ids[:0], weights[:0]),
+                "dense",
+                empty=True,
+            )
+
+        return [
+            dense_width,
+            dense_rank,
+            dense_dtype,
+            dense_nonfinite,
+            dense_non_tensor,
+            batch_mismatch,
+            empty_batch,
+            *self._bag_makers(args, names, rows, 1),
+        ]
+
+    def _interactions(self) -> list[Callable[[], Case]]:
+        m = self
+        user_ids, item_ids, user_weights, item_weights = self.example
+        # Calls in the forward's order: (user_ids, item_ids, user_weights, item_weights).
+        ordered = (user_ids, user_weights, item_ids, item_weights)
+        config = self.model.config
+
+        def reorder(makers):
+            def wrap(make):
+                def made():
+                    case = make()
+                    u, uw, i, iw = case.args
+                    case.args = (u, i, uw, iw)
+                    return case
+
+                return made
+
+            return [wrap(make) for make in makers]
+
+        names = ("user_ids", "user_weights", "item_ids", "item_weights")
+
+        def batch_mismatch():
+            b = m.pick((1, 3))
+            items = m.ids(b, item_ids.shape[1], item_ids.shape[2], high=2)
+            return Case(
+                f"user_ids of batch 2, item_ids of batch {b}",
+                (user_ids, items, user_weights, None),
+                {},
+                ("user_ids", "item_ids"),
+            )
+
+        def empty_batch():
+            return Case(
+                "an empty batch",
+                (user_ids[:0], item_ids[:0], user_weights[:0], item_weights[:0]),
+                {},
+                ("user_ids",),
+                True,
+            )
+
+        return [
+            *reorder(self._bag_makers(ordered, names, tuple(config.user_fields), 0)),
+            *reorder(self._bag_makers(ordered, names, tuple(config.item_fields), 2)),
+            batch_mismatch,
+            empty_batch,
+        ]
 
     # Graphs: x (N, C), edge_index (2, E), edge_weight (E,), batch (N,) for a readout.
 

@@ -94,11 +94,6 @@ def test_unseen_categories_hash_into_the_runs_buckets(runs, tmp_path):
     assert prepared.notes["hashed_values"] == {"a": 1, "b": 2}  # travel and golf
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/predict.py _notes words only filled_with_median and unseen_categories; the "
-    "fields reader's hashed_values (and missing_cells) never reach Predictions.notes",
-)
 def test_unseen_categories_are_reported_in_the_notes(runs, tmp_path):
     _, run_dir, _ = runs
     new = write_rows(tmp_path / "new.csv", ["a", "b", "x", "z"], NEW_ROWS)
@@ -149,11 +144,6 @@ def test_rows_in_python_predict_as_the_same_rows_in_a_csv(runs, tmp_path):
     assert torch.equal(probabilities(run.predict(records)), from_csv)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/predict_inputs.py fields_rows takes a str cell of a {column: value} mapping as "
-    "one row but calls list() on a number, so one row with numbers is a bare TypeError",
-)
 def test_one_row_as_a_mapping_of_values_predicts_that_row(runs, tmp_path):
     _, run_dir, _ = runs
     run = fieldguide.load_run(run_dir)

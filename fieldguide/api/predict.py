@@ -354,6 +354,15 @@ def _notes(notes: dict) -> list[str]:
         said.append(
             f"categories not seen in training, encoded as none: {notes['unseen_categories']}"
         )
+    if notes.get("hashed_values"):
+        said.append(
+            f"values outside the training vocabulary, hashed into the run's buckets: "
+            f"{notes['hashed_values']}"
+        )
+    if notes.get("missing_cells"):
+        said.append(f"missing cells, encoded as missing: {notes['missing_cells']}")
+    if notes.get("truncated_bags"):
+        said.append(f"bags longer than training's, cut: {notes['truncated_bags']}")
     return said
 
 

@@ -509,7 +509,12 @@ def fields_rows(source: Source, data: dict) -> Prepared:
         identifiers, id_name = list(lines), "row"
     else:
         if isinstance(source, Mapping):
-            columns = {str(k): [v] if isinstance(v, str) else list(v) for k, v in source.items()}
+            columns = {
+                str(k): list(v)
+                if isinstance(v, Sequence | np.ndarray | Tensor) and not isinstance(v, str)
+                else [v]  # a lone value is one row
+                for k, v in source.items()
+            }
         else:
             records = _in_python(source, "rows as a {column: values} mapping or a list of mappings")
             if not all(isinstance(r, Mapping) for r in records):

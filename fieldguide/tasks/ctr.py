@@ -61,6 +61,7 @@ class CTRTask(Task):
         self.base_rate = float(data.train.y.double().mean())
         self.multi_hot_width = int(sum(data.cardinalities))
         self._for_vectors = False
+        self._baselines: dict[str, dict[str, dict[str, float]]] = {}
         self._temperature_cache: tuple[int, float] | None = None
 
     # -- what the data asks of a model -----------------------------------------------------
@@ -131,7 +132,15 @@ class CTRTask(Task):
         return getattr(self.data, split).y
 
     def baselines(self, split: str) -> dict[str, dict[str, float]]:
-        """Base rate, logistic regression and gradient-boosted trees on the same rows."""
+        """Base rate, logistic regression and gradient-boosted trees on the same rows.
+
+        Fitted once per task; a second call for the same split gives the same numbers.
+        """
+        if split not in self._baselines:
+            self._baselines[split] = self._fit_baselines(split)
+        return self._baselines[split]
+
+    def _fit_baselines(self, split: str) -> dict[str, dict[str, float]]:
         from sklearn.ensemble import HistGradientBoostingClassifier
         from sklearn.linear_model import LogisticRegression
 
