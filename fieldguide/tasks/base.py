@@ -90,6 +90,14 @@ class Task:
         """What one example looks like and the outputs this task needs from the model."""
         raise NotImplementedError
 
+    def spec_for(self, model_cls: type) -> DataSpec:
+        """The spec a model of `model_cls` is sized by: `spec()` by default.
+
+        A task that shows its data differently to some models overrides it (click prediction
+        gives a model that reads vectors the rows one-hot).
+        """
+        return self.spec()
+
     def accepted(self) -> frozenset[str]:
         """What models this task can train on its data (by `reads`); `accepts` by default."""
         return self.accepts
@@ -136,7 +144,7 @@ class Task:
                 f"{self.name} {refusal.replace('; it ', f'; {name!r} ', 1)}; see `fieldguide list`."
             )
         asked = replace_config(entry.config, name, **overrides)
-        config = cls.config_for_data(asked, self.spec())
+        config = cls.config_for_data(asked, self.spec_for(cls))
         for key in overrides:
             given, needed = getattr(asked, key), getattr(config, key)
             if given != needed:

@@ -26,7 +26,6 @@ from torch import Tensor, nn
 from torchmetrics.classification import BinaryAUROC, BinaryCalibrationError
 
 from fieldguide.models.base import DataSpec
-from fieldguide.models.registry import get_entry
 from fieldguide.tasks.base import SPLITS, Task, named, reads
 
 # A model that reads vectors sees one input per table row; beyond this, it is refused.
@@ -60,26 +59,25 @@ class CTRTask(Task):
         super().__init__(data)
         self.base_rate = float(data.train.y.double().mean())
         self.multi_hot_width = int(sum(data.cardinalities))
-        self._for_vectors = False
         self._baselines: dict[str, dict[str, dict[str, float]]] = {}
         self._temperature_cache: tuple[int, float] | None = None
 
     # -- what the data asks of a model -----------------------------------------------------
-    def build_model(self, name: str, **overrides: Any) -> nn.Module:
-        """As `Task.build_model`; a model that reads vectors is sized for the multi-hot view."""
-        self._for_vectors = getattr(get_entry(name).cls, "reads", "") == "vectors"
-        return super().build_model(name, **overrides)
-
     def spec(self) -> DataSpec:
         """Dense width and table rows per field in, one logit out."""
         d = len(self.data.dense_names)
-        if self._for_vectors:
-            return DataSpec((d + self.multi_hot_width,), 1, description="one logit")
         return DataSpec((d,), 1, fields=tuple(self.data.cardinalities), description="one logit")
+
+    def spec_for(self, model_cls: type) -> DataSpec:
+        """`spec()`; a model that reads vectors is sized for the multi-hot view instead."""
+        if getattr(model_cls, "reads", "") != "vectors":
+            return self.spec()
+        d = len(self.data.dense_names)
+        return DataSpec((d + self.multi_hot_width,), 1, description="one logit")
 
     def check_model(self, name: str, cls: type, config: Any) -> None:
         """Refuse a vector model when the multi-hot view would be too wide."""
-        if self._for_vectors and self.multi_hot_width > MAX_MULTI_HOT:
+        if getattr(cls, "reads", "") == "vectors" and self.multi_hot_width > MAX_MULTI_HOT:
             raise ValueError(
                 f"'{name}' reads vectors, which would be {self.multi_hot_width:,} multi-hot "
                 f"columns here (over {MAX_MULTI_HOT:,}); use wide-deep or dlrm, which embed ids."

@@ -133,7 +133,10 @@ def test_an_mlp_trains_on_the_multi_hot_view_of_a_fields_csv(task):
     torch.manual_seed(0)
     model = task.build_model("mlp-small")
     assert model.config.in_channels == len(data.dense_names) + sum(data.cardinalities)
-    assert task.spec().fields == ()  # the vector model sees no fields
+    from fieldguide.models.mlp import MLP
+
+    assert task.spec_for(MLP).fields == ()  # the vector model sees no fields
+    assert task.spec().fields == tuple(data.cardinalities)  # models that read fields do
     batch = task.batch("val", torch.arange(8))
     model.eval()  # no dropout while comparing
     with torch.no_grad():
