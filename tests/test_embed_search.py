@@ -80,10 +80,11 @@ def test_embed_writes_the_run_models_unit_norm_embeddings_with_the_file_ids(
 ):
     out = tmp_path / "e.safetensors"
     assert main(["embed", str(metric_run), "--data", str(folder), "-o", str(out)]) == 0
-    assert f"{len(FILES)} embedding(s) of width 8 written to {out}" in capsys.readouterr().err
+    # Retrieval reads the backbone's features: width feature_dim (16), not embed_dim (8).
+    assert f"{len(FILES)} embedding(s) of width 16 written to {out}" in capsys.readouterr().err
     with safe_open(str(out), framework="pt") as f:
         meta, z = f.metadata(), f.get_tensor("embeddings")
-    assert z.dtype == torch.float32 and z.shape == (len(FILES), 8)
+    assert z.dtype == torch.float32 and z.shape == (len(FILES), 16)
     assert torch.allclose(z.norm(dim=1), torch.ones(len(z)), atol=1e-5)
     assert json.loads(meta["ids"]) == FILES and meta["id_name"] == "file"
     ids, expected = model_embeddings(metric_run, folder)

@@ -50,14 +50,22 @@ METRICS = ("recall@1", "recall@5", "recall@10", "map@r", "roc_auc", "eer")
 
 
 @contextmanager
-def gallery_tower(model: nn.Module, tower: int) -> Iterator[None]:
-    """Inside the block, `model` embeds with `tower` (0 queries, 1 gallery) by default."""
-    before = getattr(model, "default_tower", 0)
-    model.default_tower = tower
+def embedding_view(
+    model: nn.Module, tower: int | None = None, head: bool | None = None
+) -> Iterator[None]:
+    """Inside the block, `model` embeds through `tower` and its projection head or not.
+
+    `tower` 0 is the queries', 1 the gallery's; None leaves either choice as it was.
+    """
+    before = (getattr(model, "default_tower", 0), getattr(model, "default_head", False))
+    if tower is not None:
+        model.default_tower = tower
+    if head is not None:
+        model.default_head = head
     try:
         yield
     finally:
-        model.default_tower = before
+        model.default_tower, model.default_head = before
 
 
 class MetricLearningTask(Task):
@@ -193,15 +201,14 @@ class MetricLearningTask(Task):
 
     # -- loss and embeddings ----------------------------------------------------------------
     def embed(
-        self, model: nn.Module, inputs: tuple[Tensor, ...], tower: int | None = None
+        self,
+        model: nn.Module,
+        inputs: tuple[Tensor, ...],
+        tower: int | None = None,
+        head: bool | None = None,
     ) -> Tensor:
-        """Unit-norm embeddings (B, E) of a batch's inputs through `tower`.
-
-        None embeds through the model's current default tower (see `gallery_tower`).
-        """
-        if tower is None:
-            return self.inner.logits(model, inputs).float()
-        with gallery_tower(model, tower):
+        """Unit-norm embeddings (B, E) of a batch's inputs (see `embedding_view`)."""
+        with embedding_view(model, tower, head):
             return self.inner.logits(model, inputs).float()
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
@@ -212,13 +219,13 @@ class MetricLearningTask(Task):
         name = self.loss_name
         if name in ("infonce", "contrastive") and not model.config.shared:
             a, b = same_class_pairs(y)
-            z1 = self.embed(model, tuple(t[a] for t in inputs), tower=0)
-            z2 = self.embed(model, tuple(t[b] for t in inputs), tower=1)
+            z1 = self.embed(model, tuple(t[a] for t in inputs), tower=0, head=True)
+            z2 = self.embed(model, tuple(t[b] for t in inputs), tower=1, head=True)
             if name == "infonce":
                 return metric.info_nce(z1, z2, model.temperature(), labels=y[a])
             z_all = torch.cat([z1, z2])
             return self._contrastive(z_all, torch.cat([y[a], y[b]]))
-        z = self.embed(model, inputs)
+        z = self.embed(model, inputs, head=True)  # the losses see the projection head
         if name == "infonce":
             a, b = same_class_pairs(y)
             return metric.info_nce(z[a], z[b], model.temperature(), labels=y[a])
@@ -244,7 +251,7 @@ class MetricLearningTask(Task):
 
     def embeddings(self, model: nn.Module, split: str, tower: int = 0, **options: Any) -> Tensor:
         """Embeddings (N, E) of every example of `split` through `tower`."""
-        with gallery_tower(model, tower):
+        with embedding_view(model, tower):
             return self.predict(model, split, **options)
 
     def evaluate(self, model: nn.Module, split: str, **eval_options: Any) -> dict[str, float]:

@@ -234,16 +234,18 @@ def test_each_loss_is_finite_and_trains_the_tower_and_only_its_own_extras(digits
     batch = balanced_batch(task)
     tower = tower_parameters(model, batch[0].flatten(1), tower=0)
     everything = {name for name, _ in model.named_parameters()}
-    assert tower == everything - model.loss_parameters()  # the tower is all the rest
+    head = {name for name in everything if name.startswith("projection.")}
+    assert tower == everything - model.loss_parameters()  # what embeds: the backbone
+    assert head and not head & tower  # the projection head serves the loss only
     value = task.loss(model, batch)
     assert value.ndim == 0 and torch.isfinite(value)
     value.backward()
     reached = nonzero_grads(model)
-    assert tower <= reached  # backbone and projection, every tensor
+    assert tower | head <= reached  # backbone and projection, every tensor
     # The temperature is InfoNCE's alone, the class centres ArcFace's alone.
     extras = {n for n in ("infonce", "arcface") if n == loss}
     names = {"infonce": "temperature_logit", "arcface": "class_centres"}
-    assert reached - tower == {names[n] for n in extras}
+    assert reached - tower - head == {names[n] for n in extras}
 
 
 def test_losses_refuse_a_batch_whose_classes_never_repeat(digits):
@@ -333,8 +335,8 @@ def test_training_lifts_validation_retrieval_far_above_the_untrained_model(digit
     result = Trainer(model, task, cfg, progress="quiet").fit()
     assert result.status == "finished" and result.step == 150
     after = task.evaluate(model, "val")
-    assert after["val/recall@1"] >= before["val/recall@1"] + 0.2
-    assert after["val/recall@1"] >= 0.8
+    assert after["val/recall@1"] >= before["val/recall@1"] + 0.1
+    assert after["val/recall@1"] >= 0.85
     assert after["val/map@r"] >= 2 * before["val/map@r"]
     assert after["val/roc_auc"] > before["val/roc_auc"] and after["val/eer"] < before["val/eer"]
 
@@ -464,7 +466,8 @@ def test_a_finished_run_indexes_its_training_examples(digits, tmp_path):
     task = MetricLearningTask(digits)  # the run's split and held-out classes
     model = load_run(result.run_dir).model
     expected = task.embeddings(model, "train")
-    assert z.shape == expected.shape == (task.split_size("train"), TINY["embed_dim"])
+    # Retrieval reads the backbone's features (feature_dim), not the head (embed_dim).
+    assert z.shape == expected.shape == (task.split_size("train"), TINY["feature_dim"])
     assert torch.allclose(z, expected, atol=1e-6)
     assert torch.allclose(z.norm(dim=1), torch.ones(len(z)), atol=1e-5)
     assert torch.equal(labels, task.labels("train"))
