@@ -5,7 +5,8 @@ Trouser, Pullover, Dress, Coat) and tests on the other five (Sandal, Shirt, Snea
 Ankle boot), which the network never saw: every test image queries all the other test images
 (leave-one-out), so recall@1 asks whether its nearest neighbour is of its class. Beside the
 three losses: the same retrieval on the standardised pixels (cosine), and on the embeddings of
-the untrained network.
+the untrained network. Each trained model is read twice: through its backbone's features (what
+`fieldguide embed` and `search` use) and through the projection head the loss was computed on.
 
 Run: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/metric_learning.py [--steps N]
 [--data fashion-mnist|digits]` (two torch threads; about 15 minutes at the default budget).
@@ -39,8 +40,10 @@ def main() -> None:
     )
     print("| embedding | " + " | ".join(KEYS) + " | train s |")
     print("| --- |" + " --- |" * (len(KEYS) + 1))
+    from fieldguide.api.predict import load_run
     from fieldguide.data import load_data
     from fieldguide.tasks import make_task
+    from fieldguide.tasks.metric_learning import embedding_view
 
     task = make_task(load_data(args.data), "metric-learning")
     torch.manual_seed(0)
@@ -67,7 +70,13 @@ def main() -> None:
             )
             took = time.perf_counter() - start
             cells = " | ".join(f"{result.test_metrics[f'test/{k}']:.4f}" for k in KEYS)
-            print(f"| {loss} | {cells} | {took:.0f} |", flush=True)
+            print(f"| {loss} (backbone features) | {cells} | {took:.0f} |", flush=True)
+            # The same weights read through the projection head, the space the loss shaped.
+            trained = load_run(result.run_dir).model
+            with embedding_view(trained, head=True):
+                head = task.evaluate(trained, "test")
+            cells = " | ".join(f"{head[f'test/{k}']:.4f}" for k in KEYS)
+            print(f"| {loss} (projection head) | {cells} | |", flush=True)
 
 
 if __name__ == "__main__":
