@@ -32,41 +32,44 @@ Medians over interleaved repeats (one warm-up excluded, order rotated each repea
 Times are on 2 cores shared with other engineers' processes (perf-notes.md: absolute times
 swing by 25 % or more; the ratios, measured interleaved, are the figures to read).
 
-Measured (OMP_WAIT_POLICY=PASSIVE, 2 threads, default options, torch 2.13 CPU, 31 s in all;
-load average about 2 from other engineers' runs on the 2 cores):
+Measured (OMP_WAIT_POLICY=PASSIVE, 2 threads, default options, torch 2.13 CPU, 22 s in all;
+load average 0.5 at the start):
 
     1. lookup: table 1,000,000 x 64, 4,096 bags x 20 ids, median of 7
-    | variant     | fwd+bwd+step ms | guide / this | fwd+bwd ms | guide / this |
-    | guide       |          1039.8 |         1.0x |      168.2 |         1.0x |
-    | ours sparse |           115.1 |         9.0x |       10.7 |        15.7x |
-    | ours dense  |          1092.1 |         1.0x |      146.4 |         1.1x |
+    | variant                       | fwd+bwd+step ms | guide / this | fwd+bwd ms | guide / this |
+    | guide                         |           659.3 |         1.0x |      120.5 |         1.0x |
+    | ours sparse (SparseAdam)      |            79.4 |         8.3x |        6.3 |        19.0x |
+    | ours sparse, row-wise Adagrad |            21.5 |        30.7x |        6.1 |        19.9x |
+    | ours dense                    |           625.0 |         1.1x |      109.1 |         1.1x |
 
     2. dlrm preset, batch 2,048, 13 dense + 26 fields (324,475 table rows, 5,357,537 parameters)
-    | optimizer                         | median ms / step | examples / s |
-    | dense, AdamW                      |            190.0 |       10,778 |
-    | sparse tables, SparseAdam + AdamW |             96.6 |       21,197 |
+    | optimizer                               | median ms / step | examples / s |
+    | dense, AdamW                            |            109.7 |       18,678 |
+    | sparse tables, SparseAdam + AdamW       |             68.0 |       30,110 |
+    | sparse tables, row-wise Adagrad + AdamW |             54.7 |       37,429 |
 
     3. pooling layout: 26 fields x 2,048 rows, bags of 0..3 ids, fwd+bwd sparse
     | layout                                | median ms | this / ours |
-    | one bag, offsets over real ids (ours) |      20.7 |       1.00x |
-    | one bag, padded rows + padding_idx    |      56.5 |       2.73x |
-    | 26 separate EmbeddingBags             |      93.9 |       4.54x |
+    | one bag, offsets over real ids (ours) |       7.3 |       1.00x |
+    | one bag, padded rows + padding_idx    |      37.9 |       5.21x |
+    | 26 separate EmbeddingBags             |      47.5 |       6.52x |
 
-A second run under load average 3-4 gave 8.4x for the whole step and 30.6x for forward +
-backward (guide 1779 ms and 317 ms; ours 212 ms and 10 ms), DLRM 4,601 against 7,326 examples/s,
-and layouts 2.76x and 3.34x.
+Earlier runs under load average 2-4 gave 8.4-9.0x (SparseAdam) for the whole step and
+15.7-30.6x for forward + backward.
 
 Reading: the sparse gradient is what pays. Ours with a dense gradient is no faster than the
 guide (its (1M, 64) gradient and AdamW over every row cost the same); with sparse=True the
-forward + backward is 15-30x faster, but `torch.optim.SparseAdam` then takes about 90 % of our
+forward + backward is about 19x faster. `torch.optim.SparseAdam` then takes about 90 % of our
 step: on CPU its coalesce, two `sparse_mask` and three dense += sparse adds each walk ~42,000
-random rows of 1M-row tensors (13-30 ms apiece here, latency bound), so the whole step comes to
-8-9x, short of the 20x we once measured (on a quieter machine; not reproduced in this session).
-A row-wise Adam written with index_select / index_copy_ / index_add_ (same result) was only
-25-30 % faster in a side measurement (192 against 279 ms per step in one loaded run), so the
-bound is mostly the random access, not SparseAdam's code. In DLRM training, sparse tables
-double the throughput. One bag over the real ids with offsets beats `padding_idx` (which leaves
-the fast CPU kernel) by 2.7x and 26 separate bags by 3.3-4.5x, hence FieldBags' layout.
+random rows of 1M-row tensors, so the whole step comes to about 8x. Row-wise Adagrad
+(`fieldguide.train.optim.RowWiseAdagrad`, `--sparse-optimizer rowwise-adagrad`: one
+accumulator per row, as DLRM trains its tables) reads and writes a float per touched row
+besides the rows themselves, and brings the whole step to about 31x, past the 20x goal; on
+Adult, DLRM with sparse tables trained either way reached the same test AUROC (0.912 with
+SparseAdam, 0.912 with row-wise Adagrad at --sparse-lr 0.03, 3 epochs). In DLRM training,
+sparse tables give 1.6-2x the throughput. One bag over the real ids with offsets beats
+`padding_idx` (which leaves the fast CPU kernel) by about 5x and 26 separate bags by about
+6.5x, hence FieldBags' layout.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ from torch import nn
 
 from fieldguide.models import create_model
 from fieldguide.models.recsys import FieldBags
+from fieldguide.train.optim import RowWiseAdagrad
 
 
 def interleaved(items: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -120,15 +124,18 @@ def lookup_steps(rows: int, dim: int, batch: int, length: int) -> dict[str, Call
 
     guide = nn.Embedding(rows, dim)  # the guide: no padding_idx, padding is a row like any
     ours_sparse = FieldBags((rows,), dim, "mean", sparse=True, std=1.0)
+    ours_rowwise = FieldBags((rows,), dim, "mean", sparse=True, std=1.0)
     ours_dense = FieldBags((rows,), dim, "mean", sparse=False, std=1.0)
     optimizers = {
         "guide": torch.optim.AdamW(guide.parameters(), lr=1e-3),
         "ours sparse": torch.optim.SparseAdam(list(ours_sparse.parameters()), lr=1e-3),
+        "ours sparse, row-wise Adagrad": RowWiseAdagrad(list(ours_rowwise.parameters()), lr=1e-2),
         "ours dense": torch.optim.AdamW(ours_dense.parameters(), lr=1e-3, weight_decay=0.0),
     }
     pools = {
         "guide": lambda: guide(ids).mean(1),  # (B, E): padding averaged in
         "ours sparse": lambda: ours_sparse(ids.unsqueeze(1))[:, 0],  # one field: (B, 1, L)
+        "ours sparse, row-wise Adagrad": lambda: ours_rowwise(ids.unsqueeze(1))[:, 0],
         "ours dense": lambda: ours_dense(ids.unsqueeze(1))[:, 0],
     }
 
@@ -173,16 +180,20 @@ def dlrm_steps(batch: int, largest: int) -> tuple[dict[str, Callable[[], None]],
     g = torch.Generator().manual_seed(1)
     fields, dense, ids, labels = criteo_like(batch, largest, g)
     steps = {}
-    for sparse in (False, True):
+    for sparse in ("", "adam", "rowwise"):
         torch.manual_seed(0)
-        model = create_model("dlrm", in_channels=CRITEO_DENSE, fields=fields, sparse=sparse)
+        model = create_model("dlrm", in_channels=CRITEO_DENSE, fields=fields, sparse=bool(sparse))
         named = dict(model.named_parameters())
         sparse_names = model.sparse_parameters()
         dense_params = [p for n, p in named.items() if n not in sparse_names]
         optimizers = [torch.optim.AdamW(dense_params, lr=1e-3)]
         if sparse_names:
             tables = [named[n] for n in sorted(sparse_names)]
-            optimizers.append(torch.optim.SparseAdam(tables, lr=1e-3))
+            optimizers.append(
+                torch.optim.SparseAdam(tables, lr=1e-3)
+                if sparse == "adam"
+                else RowWiseAdagrad(tables, lr=1e-2)
+            )
 
         def step(model=model, optimizers=optimizers) -> None:
             for optimizer in optimizers:
@@ -192,7 +203,11 @@ def dlrm_steps(batch: int, largest: int) -> tuple[dict[str, Callable[[], None]],
             for optimizer in optimizers:
                 optimizer.step()
 
-        name = "sparse tables, SparseAdam + AdamW" if sparse else "dense, AdamW"
+        name = {
+            "": "dense, AdamW",
+            "adam": "sparse tables, SparseAdam + AdamW",
+            "rowwise": "sparse tables, row-wise Adagrad + AdamW",
+        }[sparse]
         steps[name] = step
     rows = sum(fields)
     about = f"{rows:,} table rows, {model.num_parameters():,} parameters"
@@ -265,7 +280,7 @@ def main() -> None:
     times = interleaved(lookup_steps(rows, 64, batch, length), repeats)
     print("| variant | fwd+bwd+step ms | guide / this | fwd+bwd ms | guide / this |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for name in ("guide", "ours sparse", "ours dense"):
+    for name in ("guide", "ours sparse", "ours sparse, row-wise Adagrad", "ours dense"):
         full, half = times[f"{name}, fwd+bwd+step"], times[f"{name}, fwd+bwd"]
         ratio_full = times["guide, fwd+bwd+step"] / full
         ratio_half = times["guide, fwd+bwd"] / half

@@ -152,6 +152,8 @@ class TrainConfig:
     # regression: mse, huber; segmentation: ce, dice, focal, ce+dice; metric learning: infonce,
     # triplet, triplet-semihard, arcface, contrastive
     loss: LossName = "auto"  # the task's loss; auto: the task's default (see --help of each)
+    sparse_optimizer: Literal["adam", "rowwise-adagrad"] = "adam"  # of sparse=True tables
+    sparse_lr: float = 0.0  # sparse tables' learning rate; 0: lr (row-wise Adagrad wants ~10x)
     monitor: str = "auto"  # picks the kept weights (val/loss breaks ties); auto: the task's
     patience: int = 0  # evaluations without improvement before stopping; 0 never stops early
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: at the end of each epoch
@@ -169,6 +171,7 @@ class TrainConfig:
             warmup_fraction={"minimum": 0, "maximum": 1},
             min_lr_ratio={"minimum": 0, "maximum": 1},
             grad_clip={"minimum": 0},
+            sparse_lr={"minimum": 0},
             accumulate={"minimum": 1},
             label_smoothing={"minimum": 0, "below": 1},
             patience={"minimum": 0},
