@@ -22,9 +22,10 @@ w_k (1 when `weights` is None; padded positions are ignored whatever their weigh
 
 and a bag with no real id pools to zeros. With `sparse=True` the table's gradient is a sparse
 tensor holding only the rows looked up; `sparse_parameters()` names those tables so a trainer
-can step them with `torch.optim.SparseAdam` and the rest with AdamW (benchmarks/recsys.py, 1M
-rows on 2 CPU cores: forward + backward 15-30x faster than the guide's path, the whole step with
-SparseAdam 8-9x; DLRM trains twice as many examples per second).
+can step them with `torch.optim.SparseAdam` or row-wise Adagrad and the rest with AdamW
+(benchmarks/recsys.py, 1M rows on 2 CPU cores: forward + backward about 19x faster than the
+guide's path, the whole step 8x with SparseAdam and 31x with row-wise Adagrad; DLRM trains
+1.6-2x as many examples per second).
 
 - Wide & Deep (Cheng et al., "Wide & Deep Learning for Recommender Systems", 2016): a linear
   model over the raw ids and hashed crosses of every pair of fields, plus an MLP over the
