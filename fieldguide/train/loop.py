@@ -260,10 +260,12 @@ class Trainer:
             )
         path = latest_checkpoint(self.checkpoint_dir)
         weights, saved = load_checkpoint(path)
-        if saved.get("config") != asdict(self.config):
-            changed = sorted(
-                k for k, v in asdict(self.config).items() if saved.get("config", {}).get(k) != v
-            )
+        # A field added to TrainConfig after the checkpoint was written held its default then.
+        old = saved.get("config", {})
+        defaults = {k: v for k, v in asdict(TrainConfig()).items() if k not in old}
+        saved_config = {**defaults, **old}
+        if saved_config != asdict(self.config):
+            changed = sorted(k for k, v in asdict(self.config).items() if saved_config.get(k) != v)
             raise ValueError(
                 f"cannot resume from {path}: the training config differs in {', '.join(changed)}."
             )

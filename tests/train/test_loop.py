@@ -309,3 +309,26 @@ def test_rich_progress_names_the_pass_it_is_in():
         assert progress._bar.tasks[0].fields["phase"] == "validating"
     assert progress._bar.tasks[0].fields["phase"] == ""
     progress.stop()
+
+
+def test_a_checkpoint_from_before_a_recipe_field_existed_resumes(tmp_path, monkeypatch):
+    import fieldguide.train.loop as loop
+
+    fit(BASE, tmp_path / "r", callbacks=[stop_at(2)])
+    real = loop.load_checkpoint
+
+    def older(path):  # as written before TrainConfig had sparse_lr and sparse_optimizer
+        weights, saved = real(path)
+        for key in ("sparse_lr", "sparse_optimizer"):
+            del saved["config"][key]
+        return weights, saved
+
+    monkeypatch.setattr(loop, "load_checkpoint", older)
+    task, model = task_and_model()
+    trainer = Trainer(model, task, BASE, checkpoint_dir=tmp_path / "r", progress="quiet")
+    assert trainer.fit(resume=True).status == "finished"
+    task, model = task_and_model()  # a field it did have, changed, is still refused
+    changed = TrainConfig(**{**BASE.__dict__, "lr": 0.5})
+    trainer = Trainer(model, task, changed, checkpoint_dir=tmp_path / "r", progress="quiet")
+    with pytest.raises(ValueError, match="differs in lr"):
+        trainer.fit(resume=True)
