@@ -13,7 +13,7 @@ from fieldguide.train.optim import MixedOptimizer, RowWiseAdagrad, build_optimiz
 
 def sparse_grad(rows, values, shape):
     """An uncoalesced sparse gradient: `rows` may repeat."""
-    return torch.sparse_coo_tensor(torch.tensor([rows]), values, shape)
+    return torch.sparse_coo_tensor(torch.tensor([rows]), values, shape, check_invariants=True)
 
 
 def test_a_step_matches_the_hand_update_and_sums_repeated_rows():
