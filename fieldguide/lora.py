@@ -274,6 +274,7 @@ def merge(model: nn.Module) -> nn.Module:
         if not layer.merged:
             layer.fold(+1)
         _set_module(model, name, layer.base)
+        layer.merged = False  # detached: a surrounding `merged` block must not subtract it
     return model
 
 
@@ -292,7 +293,8 @@ def merged(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         for layer in layers:
-            layer.fold(-1)
+            if layer.merged:  # False once merge(model) made the update permanent
+                layer.fold(-1)
 
 
 def trainable_share(model: nn.Module) -> float:

@@ -209,3 +209,14 @@ def test_lora_learns_on_frozen_mlp():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * start
+
+
+def test_merge_inside_merged_block_is_permanent():
+    model = lora(_model("mlp-small"), rank=4)
+    _randomize(model)
+    x = _input(model)
+    adapted = model(x)
+    with merged(model):
+        merge(model)
+    assert _lora_count(model) == 0
+    torch.testing.assert_close(model(x), adapted, atol=1e-6, rtol=1e-5)
