@@ -7,6 +7,9 @@ Letters: B batch, T query steps, S key steps, D width, h heads, D/h the width of
   sits inside the residual branch (pre-LN), x + f(norm(x)), which trains without warm-up tricks.
 - Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding" (2021).
 - Shazeer, "GLU Variants Improve Transformer" (2020): the SwiGLU MLP.
+- Hendrycks & Gimpel, "Gaussian Error Linear Units (GELUs)" (2016): GELU, exact (erf) as in
+  BERT and ViT, or its tanh approximation as in GPT-2 (`mlp="gelu-tanh"`); the two differ by
+  at most 4.7e-4 (near x = -2.7), enough that GPT-2's weights need the approximation back.
 
 Attention runs on `F.scaled_dot_product_attention` (SDPA) with 4-D (B, h, T, D/h) inputs: 3-D
 inputs fall back to a kernel 3-4x slower, and the guide's explicit T x T softmax keeps 7x
@@ -266,12 +269,18 @@ def attention_mask(
 
 
 class MLP(nn.Module):
-    """Position-wise MLP: D -> hidden -> D with GELU between (Hendrycks & Gimpel, 2016)."""
+    """Position-wise MLP: D -> hidden -> D with GELU between (Hendrycks & Gimpel, 2016).
 
-    def __init__(self, dim: int, hidden_dim: int, bias: bool = True) -> None:
+    `approximate` is "none" for the exact GELU, x·Phi(x), or "tanh" for GPT-2's
+    0.5·x·(1 + tanh(sqrt(2/pi)·(x + 0.044715·x^3))).
+    """
+
+    def __init__(
+        self, dim: int, hidden_dim: int, bias: bool = True, approximate: str = "none"
+    ) -> None:
         super().__init__()
         self.up = nn.Linear(dim, hidden_dim, bias=bias)
-        self.act = nn.GELU()
+        self.act = nn.GELU(approximate=approximate)
         self.down = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -293,10 +302,14 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * value)
 
 
+# The MLPs a TransformerBlock builds: exact GELU, GELU's tanh approximation, SwiGLU.
+MLP_KINDS = ("gelu", "gelu-tanh", "swiglu")
+
+
 def mlp_hidden_dim(dim: int, mlp: str, mlp_ratio: float) -> int:
     """Hidden width: mlp_ratio·D for GELU, 2/3 of it for SwiGLU so both hold as many weights."""
     # SwiGLU has three matrices to GELU's two (Shazeer, 2020; LLaMA uses the same 2/3).
-    return int(mlp_ratio * dim) if mlp == "gelu" else int(2 * mlp_ratio * dim / 3)
+    return int(2 * mlp_ratio * dim / 3) if mlp == "swiglu" else int(mlp_ratio * dim)
 
 
 class TransformerBlock(nn.Module):
@@ -304,33 +317,43 @@ class TransformerBlock(nn.Module):
 
     x = x + attn(attn_norm(x));  [x = x + cross_attn(cross_norm(x), context)];
     x = x + mlp(mlp_norm(x)). Dropout acts on each branch before its residual add.
+
+    `mlp` is "gelu" (exact GELU), "gelu-tanh" (its tanh approximation, GPT-2's) or "swiglu";
+    `norm_eps` is every LayerNorm's epsilon (1e-5 as torch and GPT-2; ViT uses 1e-6).
     """
 
     def __init__(
         self,
         dim: int,
         num_heads: int,
-        mlp: Literal["gelu", "swiglu"] = "gelu",
+        mlp: Literal["gelu", "gelu-tanh", "swiglu"] = "gelu",
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         cross: bool = False,
         rotary: bool = False,
         bias: bool = True,
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        if mlp not in ("gelu", "swiglu"):
-            raise ValueError(f"TransformerBlock expects mlp 'gelu' or 'swiglu'; got {mlp!r}.")
-        self.attn_norm = nn.LayerNorm(dim, bias=bias)
+        if mlp not in MLP_KINDS:
+            raise ValueError(
+                f"TransformerBlock expects mlp 'gelu' or 'swiglu' (or 'gelu-tanh', GELU's tanh "
+                f"approximation); got {mlp!r}."
+            )
+        self.attn_norm = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
         self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout, bias=bias, rotary=rotary)
-        self.cross_norm = nn.LayerNorm(dim, bias=bias) if cross else None
+        self.cross_norm = nn.LayerNorm(dim, eps=norm_eps, bias=bias) if cross else None
         self.cross_attn = (
             MultiHeadAttention(dim, num_heads, dropout=dropout, bias=bias, cross=True)
             if cross
             else None
         )
-        self.mlp_norm = nn.LayerNorm(dim, bias=bias)
+        self.mlp_norm = nn.LayerNorm(dim, eps=norm_eps, bias=bias)
         hidden = mlp_hidden_dim(dim, mlp, mlp_ratio)
-        self.mlp = MLP(dim, hidden, bias) if mlp == "gelu" else SwiGLU(dim, hidden, bias)
+        if mlp == "swiglu":
+            self.mlp = SwiGLU(dim, hidden, bias)
+        else:
+            self.mlp = MLP(dim, hidden, bias, approximate="tanh" if mlp == "gelu-tanh" else "none")
         self.drop = nn.Dropout(dropout)
 
     def forward(

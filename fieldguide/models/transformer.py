@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fieldguide.layers.attention import KVCache, TransformerBlock, check_padding_mask
+from fieldguide.layers.attention import MLP_KINDS, KVCache, TransformerBlock, check_padding_mask
 from fieldguide.layers.shapes import check_token_ids
 from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
@@ -50,13 +50,15 @@ class TransformerConfig:
     hidden_dim: int = 256  # D, the width of the residual stream
     num_layers: int = 4  # blocks; an encoder-decoder has this many on each side
     num_heads: int = 4  # h; D/h is each head's width
-    mlp: Literal["gelu", "swiglu"] = "gelu"
+    # "gelu" exact (BERT), "gelu-tanh" its tanh approximation (GPT-2), "swiglu" gated (LLaMA)
+    mlp: Literal["gelu", "gelu-tanh", "swiglu"] = "gelu"
     mlp_ratio: float = 4.0  # MLP hidden width / D (SwiGLU uses 2/3 of it, as many weights)
     max_len: int = 256  # longest sequence; rows of the learned position table
     positions: Literal["learned", "rotary"] = "learned"
     dropout: float = 0.0  # on embeddings, attention weights and each residual branch
     bias: bool = True  # biases in linear layers and LayerNorms (GPT-2 yes, T5 no)
     tie_weights: bool = True  # the output projection is the token embedding, transposed
+    norm_eps: float = 1e-5  # epsilon of every LayerNorm, in the blocks and the final ones
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -74,8 +76,11 @@ class TransformerConfig:
                 f"{name} with rotary positions needs an even head width hidden_dim/num_heads; "
                 f"got {self.hidden_dim}/{self.num_heads}."
             )
-        if self.mlp not in ("gelu", "swiglu"):
-            raise ValueError(f"{name}.mlp must be 'gelu' or 'swiglu', got {self.mlp!r}.")
+        if self.mlp not in MLP_KINDS:
+            raise ValueError(
+                f"{name}.mlp must be 'gelu' or 'swiglu', got {self.mlp!r}; 'gelu-tanh' (GELU's "
+                "tanh approximation, GPT-2's) is the third choice."
+            )
         if self.positions not in ("learned", "rotary"):
             raise ValueError(
                 f"{name}.positions must be 'learned' or 'rotary', got {self.positions!r}."
@@ -84,6 +89,11 @@ class TransformerConfig:
             raise ValueError(f"{name}.mlp_ratio must be positive, got {self.mlp_ratio}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{name}.dropout must be in [0, 1), got {self.dropout}.")
+        if not (math.isfinite(self.norm_eps) and self.norm_eps > 0):
+            raise ValueError(
+                f"{name}.norm_eps must be a positive finite number such as 1e-5, "
+                f"got {self.norm_eps}."
+            )
 
 
 @dataclass(frozen=True)
@@ -212,6 +222,7 @@ class TokenModel(Model):
                 cross=cross,
                 rotary=c.positions == "rotary",
                 bias=c.bias,
+                norm_eps=c.norm_eps,
             )
             for _ in range(c.num_layers)
         )
@@ -334,7 +345,7 @@ class TransformerEncoder(TokenModel):
         super().__init__(config)
         self.position_embedding = self._positions()
         self.blocks = self._blocks()
-        self.norm = nn.LayerNorm(config.hidden_dim, bias=config.bias)
+        self.norm = nn.LayerNorm(config.hidden_dim, eps=config.norm_eps, bias=config.bias)
         if config.head != "mlm":
             self.head = nn.Linear(config.hidden_dim, config.out_dim)
         elif not config.tie_weights:
@@ -398,7 +409,7 @@ class TransformerDecoder(TokenModel):
         super().__init__(config)
         self.position_embedding = self._positions()
         self.blocks = self._blocks()
-        self.norm = nn.LayerNorm(config.hidden_dim, bias=config.bias)
+        self.norm = nn.LayerNorm(config.hidden_dim, eps=config.norm_eps, bias=config.bias)
         if not config.tie_weights:
             self.head = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
         self._init_weights()
@@ -503,10 +514,10 @@ class EncoderDecoder(TokenModel):
         super().__init__(config)
         self.encoder_positions = self._positions()
         self.encoder_blocks = self._blocks()
-        self.encoder_norm = nn.LayerNorm(config.hidden_dim, bias=config.bias)
+        self.encoder_norm = nn.LayerNorm(config.hidden_dim, eps=config.norm_eps, bias=config.bias)
         self.decoder_positions = self._positions()
         self.decoder_blocks = self._blocks(cross=True)
-        self.decoder_norm = nn.LayerNorm(config.hidden_dim, bias=config.bias)
+        self.decoder_norm = nn.LayerNorm(config.hidden_dim, eps=config.norm_eps, bias=config.bias)
         if not config.tie_weights:
             self.head = nn.Linear(config.hidden_dim, config.vocab_size, bias=False)
         self._init_weights()
@@ -739,11 +750,19 @@ register(
     TransformerConfig(hidden_dim=384, num_layers=6, num_heads=6, max_len=256),
     TransformerDecoder,
 )
-# GPT-2 small's shape: 124,439,808 parameters, the output embedding tied to the input's.
+# GPT-2 small: 124,439,808 parameters, the output embedding tied to the input's, learned
+# positions, biases everywhere, LayerNorm eps 1e-5 and the tanh GELU, as OpenAI's release (and
+# Hugging Face's "gpt2"): its published weights, mapped onto this model, give its outputs.
 register(
     "gpt2-small",
     TransformerConfig(
-        vocab_size=50257, hidden_dim=768, num_layers=12, num_heads=12, max_len=1024, dropout=0.1
+        vocab_size=50257,
+        hidden_dim=768,
+        num_layers=12,
+        num_heads=12,
+        max_len=1024,
+        dropout=0.1,
+        mlp="gelu-tanh",
     ),
     TransformerDecoder,
 )

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fieldguide.layers.attention import TransformerBlock
+from fieldguide.layers.attention import MLP_KINDS, TransformerBlock
 from fieldguide.layers.shapes import check_shape
 from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
@@ -43,10 +43,12 @@ class ViTConfig:
     hidden_dim: int = 768  # D, the width of the residual stream
     num_layers: int = 12
     num_heads: int = 12  # h; D/h is each head's width
-    mlp: Literal["gelu", "swiglu"] = "gelu"
+    # "gelu" exact (the paper's), "gelu-tanh" its tanh approximation, "swiglu" gated
+    mlp: Literal["gelu", "gelu-tanh", "swiglu"] = "gelu"
     mlp_ratio: float = 4.0  # MLP hidden width / D (SwiGLU uses 2/3 of it, as many weights)
     pool: Literal["cls", "mean"] = "cls"  # class token's final state, or mean of patch tokens
     dropout: float = 0.0  # on embeddings, attention weights and each residual branch
+    norm_eps: float = 1e-5  # epsilon of every LayerNorm (the paper's ViT: 1e-6)
 
     def __post_init__(self) -> None:
         for field in (
@@ -73,14 +75,22 @@ class ViTConfig:
                 f"hidden_dim={self.hidden_dim}, "
                 f"num_heads={self.num_heads}."
             )
-        if self.mlp not in ("gelu", "swiglu"):
-            raise ValueError(f"ViTConfig.mlp must be 'gelu' or 'swiglu', got {self.mlp!r}.")
+        if self.mlp not in MLP_KINDS:
+            raise ValueError(
+                f"ViTConfig.mlp must be 'gelu' or 'swiglu', got {self.mlp!r}; 'gelu-tanh' "
+                "(GELU's tanh approximation) is the third choice."
+            )
         if self.pool not in ("cls", "mean"):
             raise ValueError(f"ViTConfig.pool must be 'cls' or 'mean', got {self.pool!r}.")
         if self.mlp_ratio <= 0:
             raise ValueError(f"ViTConfig.mlp_ratio must be positive, got {self.mlp_ratio}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ViTConfig.dropout must be in [0, 1), got {self.dropout}.")
+        if not (math.isfinite(self.norm_eps) and self.norm_eps > 0):
+            raise ValueError(
+                f"ViTConfig.norm_eps must be a positive finite number such as 1e-6, "
+                f"got {self.norm_eps}."
+            )
 
     @property
     def num_patches(self) -> int:
@@ -107,11 +117,16 @@ class ViT(Model):
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(
-                c.hidden_dim, c.num_heads, mlp=c.mlp, mlp_ratio=c.mlp_ratio, dropout=c.dropout
+                c.hidden_dim,
+                c.num_heads,
+                mlp=c.mlp,
+                mlp_ratio=c.mlp_ratio,
+                dropout=c.dropout,
+                norm_eps=c.norm_eps,
             )
             for _ in range(c.num_layers)
         )
-        self.norm = nn.LayerNorm(c.hidden_dim)
+        self.norm = nn.LayerNorm(c.hidden_dim, eps=c.norm_eps)
         self.head = nn.Linear(c.hidden_dim, c.out_dim)
         self.feature_dim = c.hidden_dim  # width of `features`, as ResNet's
         self._init_weights()
@@ -234,7 +249,8 @@ register(
     ),
     ViT,
 )
-# ViT-B/16 of the paper: 86,567,656 parameters, as timm's and torchvision's vit_b_16.
+# ViT-B/16 of the paper: 86,567,656 parameters, as timm's vit_base_patch16_224 and torchvision's
+# vit_b_16, with their LayerNorm eps 1e-6 and exact GELU, so their weights give their outputs.
 register(
     "vit-b16",
     ViTConfig(
@@ -247,6 +263,7 @@ register(
         num_heads=12,
         mlp_ratio=4.0,
         pool="cls",
+        norm_eps=1e-6,
     ),
     ViT,
 )
