@@ -52,7 +52,12 @@ def replace_config(config: Any, owner: str, **overrides: Any) -> Any:
         if isinstance(value, list):  # TOML and JSON give lists where configs hold tuples
             value = overrides[key] = tuple(value)
         if not _matches(value, hints[key]):
-            shown = getattr(hints[key], "__name__", None) or str(hints[key]).replace("typing.", "")
+            if typing.get_origin(hints[key]) is typing.Literal:  # name the choices
+                shown = "one of " + ", ".join(repr(c) for c in typing.get_args(hints[key]))
+            else:
+                shown = getattr(hints[key], "__name__", None) or str(hints[key]).replace(
+                    "typing.", ""
+                )
             raise TypeError(
                 f"{owner} override '{key}' expects {shown}; got {value!r} ({type(value).__name__})."
             )

@@ -69,9 +69,29 @@ def load_run_model(run_dir: str | Path, device: str = "cpu") -> torch.nn.Module:
             f"finish it with `fieldguide train --resume {run_dir}`."
         )
     run = RunConfig.from_toml(run_dir / "config.toml")
-    model = create_model(run.model, **run.model_config)
+    model = create_model(run.model, **saved_config(run.model, run.model_config))
     load_weights(weights, model)
     return model.to(device).eval()
+
+
+def saved_config(name: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded model config, with fields added to the model since then filled in.
+
+    A run records every field of its model's config. One it lacks did not exist when it was
+    trained, so the model ran with that field's default (say LayerNorm eps 1e-5 before
+    `norm_eps` existed), which may differ from today's preset (vit-b16's 1e-6).
+    """
+    import dataclasses
+
+    from fieldguide.models.registry import get_entry
+
+    if not fields:
+        return {}
+    filled = dict(fields)
+    for field in dataclasses.fields(get_entry(name).config):
+        if field.name not in filled and field.default is not dataclasses.MISSING:
+            filled[field.name] = field.default
+    return filled
 
 
 @torch.no_grad()

@@ -214,3 +214,17 @@ def test_a_models_config_rebuilds_the_same_model(name, overrides):
     # And the published numerics survive the trip.
     layer_norm = next(m for m in again.modules() if isinstance(m, nn.LayerNorm))
     assert layer_norm.eps == model.config.norm_eps
+
+
+def test_a_run_recorded_before_norm_eps_existed_rebuilds_with_the_eps_it_trained_with():
+    from dataclasses import asdict
+
+    from fieldguide.api.generate import saved_config
+    from fieldguide.models.registry import get_entry
+
+    recorded = asdict(get_entry("vit-b16").config)
+    assert recorded["norm_eps"] == 1e-6  # today's preset
+    old = {k: v for k, v in recorded.items() if k != "norm_eps"}  # a run from before the field
+    assert saved_config("vit-b16", old)["norm_eps"] == 1e-5  # what that run trained with
+    assert saved_config("vit-b16", recorded) == recorded  # a complete record is kept as is
+    assert saved_config("vit-b16", {}) == {}  # nothing recorded: the preset decides
