@@ -87,8 +87,12 @@ def saved_config(name: str, fields: dict[str, Any]) -> dict[str, Any]:
 
     if not fields:
         return {}
+    try:
+        preset = get_entry(name).config
+    except ValueError:  # an unknown name: create_model says so in its own words
+        return dict(fields)
     filled = dict(fields)
-    for field in dataclasses.fields(get_entry(name).config):
+    for field in dataclasses.fields(preset):
         if field.name not in filled and field.default is not dataclasses.MISSING:
             filled[field.name] = field.default
     return filled
