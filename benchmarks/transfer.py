@@ -9,6 +9,23 @@ library's small-image ResNet, from scratch). Test accuracy on the folder's test 
 
 Run: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/transfer.py [--sizes 1000,10000]
 [--epochs 10]` (two torch threads).
+
+Measured (2 threads, cores shared with a test run; `--sizes 1000` at 10 epochs, then
+`--sizes 10000 --epochs 5`; test splits of 150 and 1,500 images):
+
+| images | model | test accuracy | macro-F1 | train s |
+| --- | --- | --- | --- | --- |
+| 1,000 | mobilenetv2 (ImageNet weights) | 0.833 | 0.831 | 50 |
+| 1,000 | mobilenetv2-scratch | 0.667 | 0.667 | 53 |
+| 1,000 | resnet-tiny (scratch) | 0.813 | 0.809 | 40 |
+| 10,000 | mobilenetv2 (ImageNet weights) | 0.884 | 0.883 | 407 |
+| 10,000 | mobilenetv2-scratch | 0.850 | 0.853 | 344 |
+| 10,000 | resnet-tiny (scratch) | 0.874 | 0.874 | 265 |
+
+The ImageNet weights are worth 17 points at 1,000 images and 3.4 at 10,000 over the same
+network from scratch, and about 1-2 points over the small-image ResNet (within the noise of
+150 test images at 1,000). Images are standardised with the folder's own statistics, not
+ImageNet's, and 28x28 grey photos are far from ImageNet's; both leave transfer on the table.
 """
 
 from __future__ import annotations
