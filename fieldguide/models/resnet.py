@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fieldguide.layers.shapes import check_shape
+from fieldguide.layers.shapes import check_images
 from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
 
@@ -210,20 +210,7 @@ class ResNet(Model):
 
     def features(self, x: Tensor) -> Tensor:
         """Pooled features of shape (B, feature_dim) for images x of shape (B, C, H, W)."""
-        check_shape(
-            x,
-            "B C H W",
-            C=self.config.in_channels,
-            owner=self.name,
-            name="x",
-            what="images",
-            like=self.head.weight,
-        )
-        if 0 in x.shape[2:]:
-            raise ValueError(
-                f"{self.name} expects images x of at least 1x1 pixels; got "
-                f"{x.shape[2]}x{x.shape[3]} in a batch of shape {tuple(x.shape)}."
-            )
+        check_images(x, self.config.in_channels, owner=self.name, like=self.head.weight)
         h = self.stages(self.stem(x))  # (B, C', H', W')
         return self.pool(h).flatten(1)  # (B, C')
 

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fieldguide.layers.shapes import check_shape
+from fieldguide.layers.shapes import check_images
 from fieldguide.models.base import DataSpec, Model
 from fieldguide.models.registry import register
 
@@ -374,21 +374,8 @@ class UNet(Model):
         return logits[:, :, rows, cols]  # (B, K, H, W)
 
     def _check_input(self, x: Any) -> None:
-        check_shape(
-            x,
-            "B C H W",
-            C=self.config.in_channels,
-            owner=self.name,
-            name="x",
-            what="images",
-            like=self.head.weight,
-        )
+        check_images(x, self.config.in_channels, owner=self.name, like=self.head.weight)
         height, width = x.shape[-2:]
-        if height == 0 or width == 0:
-            raise ValueError(
-                f"{self.name} expects images x of at least 1x1 pixels; got {height}x{width} in "
-                f"a batch of shape {tuple(x.shape)}."
-            )
         multiple = 2**self.config.depth
         bottom = -(-height // multiple) * -(-width // multiple)  # pixels per map at the bottom
         if self.config.norm == "batch" and self.training and x.shape[0] * bottom == 1:

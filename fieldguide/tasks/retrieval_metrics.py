@@ -43,6 +43,19 @@ def _embeddings(x: object, name: str, owner: str) -> Tensor:
     return F.normalize(x, dim=1)
 
 
+def _gallery(x: Tensor, gallery: object, owner: str) -> Tensor:
+    """`gallery` checked to be the same examples as queries `x`, or `x` itself when None."""
+    if gallery is None:
+        return x
+    g = _embeddings(gallery, "gallery", owner)
+    if g.shape != x.shape:
+        raise ValueError(
+            f"{owner} expects gallery of the queries' shape {tuple(x.shape)} (the same "
+            f"examples); got {tuple(g.shape)}."
+        )
+    return g.to(x.device, x.dtype)
+
+
 def _labels(y: object, n: int, owner: str) -> Tensor:
     """The labels y as an int64 tensor (n,)."""
     if isinstance(y, np.ndarray):
@@ -173,13 +186,7 @@ def retrieval_metrics(
         {"recall@k" for k in ks, "map@r"} as floats.
     """
     x = _embeddings(embeddings, "embeddings", "retrieval_metrics")
-    g = x if gallery is None else _embeddings(gallery, "gallery", "retrieval_metrics")
-    if g.shape != x.shape:
-        raise ValueError(
-            f"retrieval_metrics expects gallery of the queries' shape {tuple(x.shape)} (the "
-            f"same examples); got {tuple(g.shape)}."
-        )
-    g = g.to(x.device, x.dtype)
+    g = _gallery(x, gallery, "retrieval_metrics")
     n = x.shape[0]
     y = _labels(labels, n, "retrieval_metrics").to(x.device)
     ks = tuple(ks)
@@ -271,13 +278,7 @@ def verification_metrics(
         {"roc_auc", "eer"} as floats; see `equal_error_rate`.
     """
     x = _embeddings(embeddings, "embeddings", "verification_metrics")
-    g = x if gallery is None else _embeddings(gallery, "gallery", "verification_metrics")
-    if g.shape != x.shape:
-        raise ValueError(
-            f"verification_metrics expects gallery of the queries' shape {tuple(x.shape)} (the "
-            f"same examples); got {tuple(g.shape)}."
-        )
-    g = g.to(x.device, x.dtype)
+    g = _gallery(x, gallery, "verification_metrics")
     n = x.shape[0]
     y = _labels(labels, n, "verification_metrics").cpu()
     if not isinstance(max_pairs, int) or max_pairs < 2:

