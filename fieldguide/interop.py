@@ -30,9 +30,9 @@ What a state dict cannot say is refused before anything is copied, in one senten
 numerics our config sets but the peer's tensors do not show (GPT-2's tanh GELU and LayerNorm
 eps 1e-5; timm's exact GELU and eps 1e-6; batch norm and the 7x7 stem in torchvision's ResNet),
 and sizes read off the peer's tensors that differ from the model's config (a ResNet-50 state dict
-into a resnet18). The one size no tensor shows is the number of heads: the model's num_heads
-must equal the peer's (12 for ViT-B and GPT-2 small), or the weights load and compute
-something else.
+into a resnet18). No tensor shows the number of heads: the model's num_heads must equal the
+peer's (12 for ViT-B and GPT-2 small), or the weights load and compute something else; nor
+GPT-2's rarely set attention flags (scale_attn_by_inverse_layer_idx), which must stay off.
 
 Files are read with safetensors only. A .pth or .bin file is a pickle, and unpickling a file
 can run code, so `load_weights` refuses one and says how to convert it once.
@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,9 @@ import torch
 from torch import Tensor, nn
 
 from fieldguide.models.mobilenet import MobileNetV2
-from fieldguide.models.resnet import ResNet, Shortcut
-from fieldguide.models.transformer import TransformerDecoder
-from fieldguide.models.vit import ViT
+from fieldguide.models.resnet import ResNet, ResNetConfig, Shortcut
+from fieldguide.models.transformer import TransformerConfig, TransformerDecoder
+from fieldguide.models.vit import ViT, ViTConfig
 from fieldguide.suggest import unknown
 
 __all__ = [
@@ -86,7 +86,7 @@ class Key:
     beside: bool = False  # outside the peer's backbone prefix (HF's lm_head next to transformer.)
 
 
-def _no_refusal(model: Any) -> str | None:
+def _no_refusal(config: Any) -> str | None:
     return None
 
 
@@ -104,8 +104,8 @@ class KeyMap:
         peer: the peer's architecture in words, for messages ("timm VisionTransformer").
         keys: every tensor of a built model, as `Key`s; each of the model's state-dict keys
             must be the `ours` of at least one.
-        refuse: a sentence when the model's config has something the peer cannot express or
-            computes differently (None to accept); checked both ways.
+        refuse: for a model config, a reason when it has something the peer cannot express
+            or computes differently (None to accept); checked both ways.
         reads: config fields of ours read off the peer's tensors (e.g. {"layers": (3, 4, 6, 3)}),
             compared with the model's before any key is matched.
         prefix: the prefix of the peer's full model before the backbone keys ("transformer."):
@@ -135,7 +135,7 @@ class LoadReport:
     loaded: int  # tensors copied into the model
     missing: tuple[str, ...] = ()  # tensors the peer lacks: the model keeps its own values
     unexpected: tuple[str, ...] = ()  # peer tensors the model has no place for, left unused
-    ignored: tuple[str, ...] = field(default=())  # peer buffers that hold no weights
+    ignored: tuple[str, ...] = ()  # peer buffers that hold no weights
 
     def __str__(self) -> str:
         return (
@@ -346,7 +346,7 @@ def _read_state(given: object) -> dict[str, Tensor]:
 
 
 def _refuse_config(model: nn.Module, key_map: KeyMap) -> None:
-    reason = key_map.refuse(model)
+    reason = key_map.refuse(getattr(model, "config", None))
     if reason:
         raise ValueError(f"{_name(model)} cannot hold {key_map.peer} weights exactly: {reason}.")
 
@@ -384,7 +384,7 @@ def _check_sizes(model: nn.Module, key_map: KeyMap, state: Mapping[str, Tensor])
     mine = ", ".join(f"{name}={_plain(getattr(config, name))!r}" for name in differ)
     raise ValueError(
         f"load_weights: the state dict holds a {key_map.peer} with {theirs}, but "
-        f"{_name(model)} has {mine}; {_how_to_build(model, peer)}."
+        f"{_name(model)} has {mine}; {_how_to_build(model, key_map, peer)}."
     )
 
 
@@ -392,19 +392,22 @@ def _plain(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _how_to_build(model: nn.Module, peer: dict[str, Any]) -> str:
+def _how_to_build(model: nn.Module, key_map: KeyMap, peer: dict[str, Any]) -> str:
     """A create_model call that builds a model of the peer's sizes: a preset if one fits."""
     from fieldguide.models.registry import get_entry, list_models
 
-    for name in list_models():
+    names = list_models()
+    for name in names:
         entry = get_entry(name)
-        if entry.cls is type(model) and all(
-            _plain(getattr(entry.config, k)) == v for k, v in peer.items()
-        ):
+        if entry.cls is not type(model) or key_map.refuse(entry.config) is not None:
+            continue
+        if all(_plain(getattr(entry.config, k)) == v for k, v in peer.items()):
             return f"create_model('{name}') matches it"
     fields = ", ".join(f"{k}={v!r}" for k, v in peer.items())
     base = getattr(model, "name", "")
-    return f"build it with create_model('{base}', {fields})" if base else f"build it with {fields}"
+    if base in names:
+        return f"build it with create_model('{base}', {fields})"
+    return f"build it with {fields}"
 
 
 def _keys(model: nn.Module, key_map: KeyMap) -> list[Key]:
@@ -485,8 +488,7 @@ def _resnet_keys(model: ResNet) -> list[Key]:
     return keys + _affine("head", "fc")
 
 
-def _resnet_refuses(model: ResNet) -> str | None:
-    c = model.config
+def _resnet_refuses(c: ResNetConfig) -> str | None:
     if c.norm != "batch":
         return f"torchvision's ResNets use batch norm and the model has norm={c.norm!r}"
     if c.stem != "imagenet":
@@ -572,8 +574,7 @@ def _vit_keys(model: ViT) -> list[Key]:
     return keys + _affine("norm", "norm") + _affine("head", "head")
 
 
-def _vit_refuses(model: ViT) -> str | None:
-    c = model.config
+def _vit_refuses(c: ViTConfig) -> str | None:
     if c.pool != "cls":
         return (
             "timm's mean-pooled ViTs apply their last LayerNorm after pooling (fc_norm), the "
@@ -634,8 +635,7 @@ def _gpt2_keys(model: TransformerDecoder) -> list[Key]:
     return keys
 
 
-def _gpt2_refuses(model: TransformerDecoder) -> str | None:
-    c = model.config
+def _gpt2_refuses(c: TransformerConfig) -> str | None:
     if c.positions != "learned":
         return f"GPT-2 has a learned position table (wpe) and the model has {c.positions!r} ones"
     if not c.bias:
