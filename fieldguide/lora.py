@@ -142,7 +142,7 @@ class LoRAConv1x1(_LoRA):
         return F.conv2d(h, self.lora_B[:, :, None, None])  # (B, C_out, H', W')
 
 
-def _eligible(module: nn.Module) -> bool:
+def eligible(module: nn.Module) -> bool:
     """Whether LoRA can wrap `module`: an nn.Linear, or a 1x1 ungrouped zero-padded Conv2d."""
     if type(module) is nn.Linear:  # subclasses (NonDynamicallyQuantizableLinear) may be fused
         return True
@@ -210,7 +210,7 @@ def lora(
             f"pass ({targets!r},)."
         )
     _refuse_adapted(model, "lora")
-    candidates = [name for name, m in model.named_modules() if name and _eligible(m)]
+    candidates = [name for name, m in model.named_modules() if name and eligible(m)]
     if targets is None:
         chosen = [n for n in candidates if n != "head" and not n.startswith("head.")]
     else:
@@ -423,7 +423,7 @@ def load_lora(
     names = json.loads(meta["targets"])
     expected = {f"{n}.{ab}" for n in names for ab in ("lora_A", "lora_B")}
     missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-    candidates = {name: m for name, m in model.named_modules() if name and _eligible(m)}
+    candidates = {name: m for name, m in model.named_modules() if name and eligible(m)}
     absent = [n for n in names if n not in candidates]
     if missing or unexpected or absent:
         raise ValueError(

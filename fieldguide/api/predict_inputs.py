@@ -249,10 +249,17 @@ def segmentation_images(
 
 
 def _encoded(texts: list[str], data: dict, ids: list, id_name: str) -> Prepared:
-    """Texts as byte ids cut to the run's max_len, with a padding mask (True at real bytes)."""
-    from fieldguide.data.tokenizer import ByteTokenizer
+    """Texts as the run's tokens, cut to its max_len, with a padding mask (True at real ones).
 
-    tokens, lengths = ByteTokenizer().batch_encode(texts, data["max_len"])  # (N, T), (N,)
+    The tokens are bytes, or a pretrained model's WordPiece ids when the run recorded one.
+    """
+    from fieldguide.data.tokenizer import ByteTokenizer
+    from fieldguide.data.wordpiece import TOKENIZERS, encode
+
+    if data.get("tokenizer") in TOKENIZERS:
+        tokens, lengths, _ = encode(texts, data["tokenizer"], data["max_len"])
+    else:
+        tokens, lengths = ByteTokenizer().batch_encode(texts, data["max_len"])  # (N, T), (N,)
     mask = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
     return Prepared({"x": tokens, "padding_mask": mask}, ids, id_name)
 

@@ -70,6 +70,8 @@ class ClassificationData:
             "mean" and "std"), so new inputs can be prepared the same way; JSON-friendly.
         sources: Per split, where each example came from (an image folder's files, relative
             to it), in the split's order; None when examples have no file of their own.
+        texts: Text data only: per split, the raw texts in the split's order, so that a
+            pretrained model can tokenize them with its own vocabulary; else None.
     """
 
     name: str
@@ -84,6 +86,7 @@ class ClassificationData:
     synthetic: bool = False
     preprocessing: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, list[str]] | None = None
+    texts: dict[str, list[str]] | None = None
 
     @property
     def num_classes(self) -> int:

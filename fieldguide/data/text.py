@@ -213,6 +213,10 @@ def text_classification_data(
         classes=list(classes),
         input_shape=(int(ids.shape[1]),),
         description=description,
+        texts={
+            key: [texts[i] for i in index.tolist()]
+            for key, index in zip(("train", "val", "test"), splits, strict=True)
+        },
         preprocessing={
             **(preprocessing or {}),
             "tokenizer": "UTF-8 bytes (ids 0..255), PAD=256, BOS=257, EOS=258",

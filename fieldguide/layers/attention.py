@@ -317,6 +317,9 @@ class TransformerBlock(nn.Module):
 
     x = x + attn(attn_norm(x));  [x = x + cross_attn(cross_norm(x), context)];
     x = x + mlp(mlp_norm(x)). Dropout acts on each branch before its residual add.
+    `post_norm=True` is the original Transformer's and BERT's order (post-LN): each norm acts
+    after its residual add, x = attn_norm(x + attn(x)), ..., x = mlp_norm(x + mlp(x)). Kept
+    for pretrained BERT-style weights, which were trained so; new models train better pre-LN.
 
     `mlp` is "gelu" (exact GELU), "gelu-tanh" (its tanh approximation, GPT-2's) or "swiglu";
     `norm_eps` is every LayerNorm's epsilon (1e-5 as torch and GPT-2; ViT uses 1e-6).
@@ -333,8 +336,10 @@ class TransformerBlock(nn.Module):
         rotary: bool = False,
         bias: bool = True,
         norm_eps: float = 1e-5,
+        post_norm: bool = False,
     ) -> None:
         super().__init__()
+        self.post_norm = post_norm
         if mlp not in MLP_KINDS:
             raise ValueError(
                 f"TransformerBlock expects mlp 'gelu' or 'swiglu' (or 'gelu-tanh', GELU's tanh "
@@ -372,6 +377,15 @@ class TransformerBlock(nn.Module):
         (B, S_context) those of the context; see MultiHeadAttention.forward for `cache`.
         """
         self_cache, cross_cache = (None, None) if cache is None else cache
+        if self.post_norm:
+            h, self_cache = self.attn(x, padding_mask=padding_mask, causal=causal, cache=self_cache)
+            x = self.attn_norm(x + self.drop(h))
+            if self.cross_attn is not None:
+                h, cross_cache = self.cross_attn(
+                    x, context, padding_mask=context_padding_mask, cache=cross_cache
+                )
+                x = self.cross_norm(x + self.drop(h))
+            return self.mlp_norm(x + self.drop(self.mlp(x))), (self_cache, cross_cache)
         h, self_cache = self.attn(
             self.attn_norm(x), padding_mask=padding_mask, causal=causal, cache=self_cache
         )

