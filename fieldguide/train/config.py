@@ -154,6 +154,12 @@ class TrainConfig:
     loss: LossName = "auto"  # the task's loss; auto: the task's default (see --help of each)
     sparse_optimizer: Literal["adam", "rowwise-adagrad"] = "adam"  # of sparse=True tables
     sparse_lr: float = 0.0  # sparse tables' learning rate; 0: lr (row-wise Adagrad wants ~10x)
+    # Fine-tuning (train/finetune.py): where the weights start, and which of them train.
+    init_from: str = ""  # a finished run folder whose weights start this run (a new head if needed)
+    freeze: Literal["none", "body"] = "none"  # body: only the head trains (a linear probe)
+    body_lr: float = 1.0  # the body's learning rate as a fraction of lr; a fine-tune likes ~0.1
+    lora: int = 0  # LoRA rank of adapters on the body's linear layers (head in full); 0: none
+    lora_alpha: float = 16.0  # LoRA updates are scaled by lora_alpha / lora
     monitor: str = "auto"  # picks the kept weights (val/loss breaks ties); auto: the task's
     patience: int = 0  # evaluations without improvement before stopping; 0 never stops early
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: at the end of each epoch
@@ -177,6 +183,9 @@ class TrainConfig:
             patience={"minimum": 0},
             checkpoint_every={"minimum": 0},
             seed={"minimum": 0, "below": 2**32},
+            body_lr={"above": 0},
+            lora={"minimum": 0},
+            lora_alpha={"above": 0},
         )
         if self.monitor not in ("auto", "train/loss") and not re.fullmatch(
             r"val/\S+", self.monitor
