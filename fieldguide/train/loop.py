@@ -5,6 +5,11 @@ permutation drawn from a generator seeded by (seed, e), so the position inside a
 just the index of the next step. A checkpoint holds the weights, the optimizer, the step, the
 epoch, that position, the python/numpy/torch RNG states (dropout draws from torch's), the early
 stopping state and the history, so a resumed run ends bitwise equal to one never interrupted.
+
+Inside an initialised process group (torchrun, or `fieldguide train --nproc N`) the same loop
+trains data-parallel: `batch_size` stays the global micro-batch, each rank runs its part of it,
+the ranks sum their gradients once per optimizer step, rank 0 evaluates and writes, and the
+checkpoint holds every rank's generators (fieldguide.train.distributed says how and why).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fieldguide.train import distributed
 from fieldguide.train.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
@@ -33,7 +39,7 @@ from fieldguide.train.checkpoint import (
 )
 from fieldguide.train.config import OptionError, TrainConfig
 from fieldguide.train.device import autocast, pick_device, resolve_precision
-from fieldguide.train.optim import build_optimizer, clip_grad_norm
+from fieldguide.train.optim import build_optimizer, clip_grad_norm, sparse_names
 from fieldguide.train.progress import Progress
 from fieldguide.train.schedule import warmup_cosine
 
@@ -149,7 +155,11 @@ class Trainer:
         callbacks: functions called as `callback(trainer)` after every optimizer step.
         epoch_callbacks: functions called as `callback(trainer, record)` after each epoch's
             evaluation and checkpoint, with that evaluation's record.
-        progress: "auto", "rich", "plain" or "quiet".
+        progress: "auto", "rich", "plain" or "quiet"; ranks other than 0 are always quiet.
+
+    Inside an initialised process group the trainer is one rank of a data-parallel run (see
+    fieldguide.train.distributed): every rank calls `fit` with the same model, task and config,
+    and only rank 0 writes checkpoints, metrics and progress.
     """
 
     def __init__(
@@ -176,7 +186,20 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.epoch_callbacks = list(epoch_callbacks)
         self.progress = progress if isinstance(progress, Progress) else Progress(progress)
+        self.world = distributed.current()
+        if self.world.rank > 0:  # rank 0 alone speaks and writes
+            self.progress = Progress("quiet")
+            self.metrics_path = None
+        if config.batch_size < self.world.size:
+            raise OptionError(
+                f"{{batch_size}} {config.batch_size} is the global micro-batch, shared by "
+                f"{self.world.size} processes, so it must be at least {self.world.size}.",
+                "batch_size",
+                owner="TrainConfig",
+            )
         self.device = pick_device(config.device)
+        if self.world.size > 1 and self.device == "cuda":
+            self.device = f"cuda:{self.world.local_rank}"  # one device per rank
         self.precision = resolve_precision(config.precision, self.device)
         # "auto" monitors the task's own headline metric (accuracy, MASE, perplexity, ...).
         self.monitor = (
@@ -189,6 +212,8 @@ class Trainer:
         self.best_weights: dict[str, Tensor] | None = None
         self.last_checkpoint: Path | None = None
         self._stop_requested = False
+        self._stop_agreed = False  # with several ranks: some rank asked before the last reduce
+        self._sparse: set[str] = set()  # parameters with sparse gradients (several ranks only)
         self._pending: list[Tensor] = []  # losses not yet checked for NaN, with their steps
         self._pending_steps: list[int] = []
 
@@ -232,24 +257,36 @@ class Trainer:
         return list(perm.split(self.config.batch_size))[: self.micro_per_epoch]
 
     # -- checkpoints ----------------------------------------------------------------------
-    def _snapshot(self) -> dict[str, Any]:
-        return {
+    def _snapshot(self, rank_rngs: list[Any] | None = None) -> dict[str, Any]:
+        snapshot = {
             "format": 1,
             "trainer": asdict(self.state),
             "optimizer": self.optimizer.state_dict(),
             "rng": capture_rng_state(),
             "best_weights": self.best_weights,
             "config": asdict(self.config),
+            "world_size": self.world.size,
         }
+        if rank_rngs is not None:  # everything else is equal on every rank; the generators differ
+            snapshot["rank_rng"] = rank_rngs
+        return snapshot
 
     def save(self) -> Path | None:
-        """Commit a checkpoint of the current state (after checking pending losses)."""
+        """Commit a checkpoint of the current state (after checking pending losses).
+
+        With several ranks every rank must call it (it gathers their generators); rank 0 writes.
+        """
         if self.checkpoint_dir is None:
             return None
         self._check_losses()
+        rank_rngs = None
+        if self.world.size > 1:
+            rank_rngs = distributed.all_gather_object(capture_rng_state())
+            if self.world.rank > 0:
+                return None
         weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         self.last_checkpoint = save_checkpoint(
-            self.checkpoint_dir, self.state.step, weights=weights, state=self._snapshot()
+            self.checkpoint_dir, self.state.step, weights=weights, state=self._snapshot(rank_rngs)
         )
         return self.last_checkpoint
 
@@ -260,6 +297,8 @@ class Trainer:
             )
         path = latest_checkpoint(self.checkpoint_dir)
         weights, saved = load_checkpoint(path)
+        # Checkpoints written before the world size was recorded came from one process.
+        distributed.check_world_size(saved.get("world_size", 1), self.world.size, path)
         # A field added to TrainConfig after the checkpoint was written held its default then.
         old = saved.get("config", {})
         defaults = {k: v for k, v in asdict(TrainConfig()).items() if k not in old}
@@ -273,7 +312,8 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = _State(**saved["trainer"])
         self.best_weights = saved["best_weights"]
-        restore_rng_state(saved["rng"])
+        rank = self.world.rank
+        restore_rng_state(saved["rank_rng"][rank] if self.world.size > 1 else saved["rng"])
         self.last_checkpoint = path
         if self.metrics_path is not None:  # drop lines written after the checkpoint
             self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.state.history))
@@ -283,7 +323,10 @@ class Trainer:
         """Raise NonFiniteLossError naming the first step whose loss was NaN or infinite."""
         if not self._pending:
             return
-        losses = torch.stack(self._pending).float().cpu()
+        losses = torch.stack(self._pending)
+        if self.world.size > 1:  # each rank holds its part's share of each step's mean loss
+            losses = distributed.all_sum(losses)
+        losses = losses.float().cpu()
         steps = self._pending_steps
         self._pending, self._pending_steps = [], []
         bad = (~torch.isfinite(losses)).nonzero()
@@ -313,16 +356,23 @@ class Trainer:
         """One optimizer step over a window of micro-batches; the loss is the window's mean."""
         cfg = self.config
         self._set_lr()
-        window = sum(len(idx) for idx in micro_batches)
+        window = sum(len(idx) for idx in micro_batches)  # examples of the step, on all ranks
         total = torch.zeros((), device=self.device)
         for idx in micro_batches:
+            count = len(idx)
+            if self.world.size > 1:  # this rank's part, weighted by the examples it stands for
+                idx, count = distributed.shard(idx, self.world)
             batch = tuple(
                 t.to(self.device, non_blocking=True) for t in self.task.batch("train", idx)
             )
             with self.autocast:
                 loss = self.task.loss(self.model, batch)
-            (loss * (len(idx) / window)).backward()
-            total += loss.detach() * (len(idx) / window)
+            (loss * (count / window)).backward()
+            total += loss.detach() * (count / window)
+        if self.world.size > 1:  # g = sum over ranks; one collective, which also agrees on stop
+            self._stop_agreed = distributed.reduce_gradients(
+                self.model, self._stop_requested, self._sparse
+            )
         if cfg.grad_clip > 0:
             clip_grad_norm(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
@@ -338,13 +388,16 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, Any]:
         self._check_losses()
-        metrics = self.task.evaluate(
-            self.model,
-            "val",
-            device=self.device,
-            batch_size=max(256, self.config.batch_size),
-            autocast=self.autocast,
-        )
+        metrics = None
+        if self.world.rank == 0:  # the whole split, alone: not every metric is a sum over shards
+            metrics = self.task.evaluate(
+                self.model,
+                "val",
+                device=self.device,
+                batch_size=max(256, self.config.batch_size),
+                autocast=self.autocast,
+            )
+        metrics = distributed.broadcast_object(metrics)  # the others wait for rank 0's metrics
         s = self.state
         record = {"epoch": s.epoch + 1, "step": s.step, "lr": self.lr}
         if s.epoch_loss_count:
@@ -374,13 +427,22 @@ class Trainer:
         """Train to the end (or early stop, or a requested stop); return what happened."""
         cfg = self.config
         self.model.to(self.device)
+        if self.world.size > 1:
+            distributed.broadcast_module(self.model)  # every rank starts from rank 0's weights
+            self._sparse = sparse_names(self.model)
+            if self._sparse and self.device.startswith("cuda"):
+                raise ValueError(
+                    f"{type(self.model).__name__} has sparse embedding tables, which NCCL cannot "
+                    "sum across processes; train it with --nproc 1, or on CPU ranks (--device cpu)."
+                )
         self.optimizer = self._build_optimizer()
         self.autocast = autocast(self.device, self.precision)
         self._plan()
         if resume:
             self._restore()
         else:
-            seed_everything(cfg.seed)
+            # Rank 0 draws as one process does; the others draw their own dropout masks.
+            seed_everything(distributed.rank_seed(cfg.seed, self.world.rank))
             if (
                 self.checkpoint_dir is not None
                 and latest_checkpoint(self.checkpoint_dir) is not None
@@ -441,7 +503,7 @@ class Trainer:
                     self._check_losses()
                 for callback in self.callbacks:
                     callback(self)
-                if self._stop_requested:
+                if self._stopping():
                     s.train_seconds += time.perf_counter() - tick
                     self.save()
                     return self._stopped()
@@ -474,9 +536,22 @@ class Trainer:
             self.save()
             for callback in self.epoch_callbacks:
                 callback(self, record)
-            if self._stop_requested:  # Ctrl-C or an epoch callback; the checkpoint is saved
+            if self._stopping(at_epoch_end=True):  # Ctrl-C or an epoch callback; saved
                 return self._stopped()
         return "early_stopped" if s.stopped_early else "finished"
+
+    def _stopping(self, at_epoch_end: bool = False) -> bool:
+        """Whether to stop now; with several ranks, whether they all agree to.
+
+        Inside an epoch the ranks agreed in the last step's gradient reduce (a request made
+        after it counts at the next step); at an epoch's end they agree in a collective of
+        their own, since no step follows.
+        """
+        if self.world.size == 1:
+            return self._stop_requested
+        if at_epoch_end:
+            return distributed.any_rank(self._stop_requested, self.device)
+        return self._stop_agreed
 
     def _stopped(self) -> str:
         """Say where the checkpoint of a requested stop went; the status of such a run."""
