@@ -6,8 +6,9 @@ trained here loads into torchvision, timm or transformers with `load_state_dict(
 A round trip is exact: every tensor comes back bit for bit.
 
 Each (source, model class) pair has a `KeyMap`: for a built model it names every tensor twice,
-ours and the peer's, plus whether the peer stores it transposed. Nothing is matched by order or
-by shape; a key the map does not name is "unexpected", a key it names that is absent "missing".
+ours and the peer's, plus whether the peer stores it transposed (`Key`) or in pieces (`Concat`).
+Nothing is matched by order or by shape; a key the map does not name is "unexpected", a key it
+names that is absent "missing".
 
     source       our class            the peer's models and keys
     torchvision  ResNet               resnet18/34/50/101/152: conv1, bn1, layerS.B.{convK, bnK,
@@ -20,25 +21,45 @@ by shape; a key the map does not name is "unexpected", a key it names that is ab
     hf           TransformerDecoder   GPT2Model / GPT2LMHeadModel ("transformer." prefix or not):
                                       wte, wpe, h.N.{ln_1, attn.c_attn, attn.c_proj, ln_2,
                                       mlp.c_fc, mlp.c_proj}, ln_f, lm_head
+    hf           TransformerEncoder   BertModel, post-LN ("bert." prefix or not, as BertFor...
+                                      models have it): embeddings.{word_embeddings,
+                                      position_embeddings, token_type_embeddings, LayerNorm},
+                                      encoder.layer.N.{attention.self.{query, key, value},
+                                      attention.output.{dense, LayerNorm}, intermediate.dense,
+                                      output.{dense, LayerNorm}}; pooler ignored, no head
 
 What the layouts share, so that equal tensors compute equal outputs: a fused q, k, v projection
 is (3D, D) with rows [q; k; v] and the heads contiguous inside each (timm's `qkv`, HF's `c_attn`
-transposed, our `attn.qkv`), and attention scales by 1/sqrt(D/h) in all three. HF's GPT-2 keeps
-its Conv1D weights as (in, out), nn.Linear's transpose; the map transposes them both ways.
+transposed, our `attn.qkv`), and attention scales by 1/sqrt(D/h) in all of them. HF's GPT-2 keeps
+its Conv1D weights as (in, out), nn.Linear's transpose; the map transposes them both ways. HF's
+BERT keeps query, key and value as three (D, D) Linears, whose concatenation along dim 0 is that
+fused matrix: the map joins them on load and splits ours on export, both exactly.
+
+BERT's pooler (dense + tanh on [CLS]) feeds BertFor... heads that read [CLS]; our encoder pools
+the mean of the token states instead (sentence-transformers' pooling), so the pooler is left out:
+listed in the report's `ignored` on load, absent on export (BertModel builds a fresh one, and
+`load_state_dict(strict=False)` names it missing). Our task head is ours alone: the model keeps
+it on load (the report's `kept`) and export leaves it out.
 
 What a state dict cannot say is refused before anything is copied, in one sentence each:
 numerics our config sets but the peer's tensors do not show (GPT-2's tanh GELU and LayerNorm
-eps 1e-5; timm's exact GELU and eps 1e-6; batch norm and the 7x7 stem in torchvision's ResNet),
-and sizes read off the peer's tensors that differ from the model's config (a ResNet-50 state dict
-into a resnet18). No tensor shows the number of heads: the model's num_heads must equal the
-peer's (12 for ViT-B and GPT-2 small), or the weights load and compute something else; nor
-GPT-2's rarely set attention flags (scale_attn_by_inverse_layer_idx), which must stay off.
+eps 1e-5; timm's exact GELU and eps 1e-6; batch norm and the 7x7 stem in torchvision's ResNet;
+BERT's post-LN order, segment table and exact GELU), and sizes read off the peer's tensors that
+differ from the model's config (a ResNet-50 state dict into a resnet18). No tensor shows the
+number of heads: the model's num_heads must equal the peer's (12 for ViT-B, GPT-2 small,
+BERT-base and all-MiniLM-L6-v2), or the weights load and compute something else; nor
+GPT-2's rarely set attention flags (scale_attn_by_inverse_layer_idx), which must stay off; nor
+BERT's LayerNorm eps, which differs between checkpoints, so it is not refused either: set
+norm_eps to the `layer_norm_eps` of the peer's config.json (1e-12 for BERT and MiniLM). A BERT
+must have hidden_act "gelu" and position_embedding_type "absolute", as its default config does.
 
 Files are read with safetensors only. A .pth or .bin file is a pickle, and unpickling a file
 can run code, so `load_weights` refuses one and says how to convert it once.
 
 A new pair is one `register_map(KeyMap(...))` call: a function listing the model's keys, and
 optionally the config it refuses and the config fields it reads off the peer's tensors.
+
+Shapes: a `Concat` of n pieces holds our (n·R, ...) tensor as n peer tensors (R, ...) each.
 """
 
 from __future__ import annotations
@@ -55,12 +76,13 @@ from torch import Tensor, nn
 
 from fieldguide.models.mobilenet import MobileNetV2
 from fieldguide.models.resnet import ResNet, ResNetConfig, Shortcut
-from fieldguide.models.transformer import TransformerConfig, TransformerDecoder
+from fieldguide.models.transformer import TransformerConfig, TransformerDecoder, TransformerEncoder
 from fieldguide.models.vit import ViT, ViTConfig
 from fieldguide.suggest import unknown
 
 __all__ = [
     "SOURCES",
+    "Concat",
     "Key",
     "KeyMap",
     "LoadReport",
@@ -85,6 +107,35 @@ class Key:
     tied: bool = False  # a second peer copy of a tensor another key also maps; must equal it
     beside: bool = False  # outside the peer's backbone prefix (HF's lm_head next to transformer.)
 
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """The peer's names for the tensor: one (a `Concat` has several)."""
+        return (self.peer,)
+
+
+@dataclass(frozen=True)
+class Concat:
+    """One tensor of ours that the peer keeps as equal pieces, concatenated along dim 0 in order.
+
+    HF's BERT keeps query, key and value as three (D, D) weights and (D,) biases; our fused
+    `attn.qkv` holds cat([query, key, value], dim 0), (3D, D) and (3D,). Loading concatenates
+    the pieces, exporting splits ours into them; neither changes a bit. All pieces are needed:
+    one that is absent is "missing" (a partial tensor is never loaded).
+    """
+
+    ours: str
+    pieces: tuple[str, ...]  # the peer's names, in the order of ours along dim 0
+    optional: bool = False  # the peer may omit all pieces; the model keeps its own value then
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """The peer's names for the tensor's pieces, in order."""
+        return self.pieces
+
+    def split(self, tensor: Tensor) -> tuple[Tensor, ...]:
+        """Our tensor (n·R, ...) as its n pieces (R, ...), views in order."""
+        return tensor.split(tensor.shape[0] // len(self.pieces))
+
 
 def _no_refusal(config: Any) -> str | None:
     return None
@@ -102,46 +153,57 @@ class KeyMap:
         source: "torchvision", "timm" or "hf".
         model: our model class; subclasses use its map too.
         peer: the peer's architecture in words, for messages ("timm VisionTransformer").
-        keys: every tensor of a built model, as `Key`s; each of the model's state-dict keys
-            must be the `ours` of at least one.
+        keys: every tensor of a built model, as `Key`s and `Concat`s; each of the model's
+            state-dict keys must be the `ours` of at least one, or match `kept`.
         refuse: for a model config, a reason when it has something the peer cannot express
             or computes differently (None to accept); checked both ways.
         reads: config fields of ours read off the peer's tensors (e.g. {"layers": (3, 4, 6, 3)}),
             compared with the model's before any key is matched.
         prefix: the prefix of the peer's full model before the backbone keys ("transformer."):
-            removed when present on load, written on export (except `Key.beside` keys).
-        ignore: patterns of peer keys that hold no weights (constant buffers), dropped on load.
+            removed when present on load, written on export (except `Key.beside` keys) if
+            `write_prefix`.
+        ignore: patterns of peer keys dropped on load and listed in the report's `ignored`:
+            constant buffers, or a part of the peer our model does not compute (BERT's pooler).
+        kept: patterns of our keys the peer has no tensor for (a task head on the peer's
+            backbone): the model keeps them on load (the report's `kept`), export leaves them out.
+        write_prefix: export the full model's layout (prefix written: GPT2LMHeadModel) or the
+            backbone's (BertModel, whose BertFor... wrappers each add their own head).
     """
 
     source: str
     model: type
     peer: str
-    keys: Callable[[Any], list[Key]]
+    keys: Callable[[Any], list[Key | Concat]]
     refuse: Callable[[Any], str | None] = _no_refusal
     reads: Callable[[Mapping[str, Tensor]], dict[str, Any]] = _reads_nothing
     prefix: str = ""
     ignore: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    write_prefix: bool = True
 
 
 @dataclass(frozen=True)
 class LoadReport:
     """What `load_weights` copied; `missing` and `unexpected` are non-empty only with strict=False.
 
-    Key names are the peer's, as in its state dict (less the map's prefix).
+    Key names are the peer's, less the map's prefix (`ignored`: as in its state dict), except
+    `kept`, which are ours.
     """
 
     source: str
     peer: str
-    loaded: int  # tensors copied into the model
+    loaded: int  # tensors copied into the model (three BERT pieces into one qkv count once)
     missing: tuple[str, ...] = ()  # tensors the peer lacks: the model keeps its own values
     unexpected: tuple[str, ...] = ()  # peer tensors the model has no place for, left unused
-    ignored: tuple[str, ...] = ()  # peer buffers that hold no weights
+    ignored: tuple[str, ...] = ()  # peer buffers that hold no weights, parts we do not compute
+    kept: tuple[str, ...] = ()  # our tensors the peer has no counterpart of (a task head)
 
     def __str__(self) -> str:
+        kept = f", {len(self.kept)} of the model's own kept" if self.kept else ""
         return (
             f"loaded {self.loaded} tensors from the {self.peer} state dict; "
             f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-            f"{len(self.ignored)} ignored"
+            f"{len(self.ignored)} ignored{kept}"
         )
 
 
@@ -191,46 +253,42 @@ def load_weights(
     _refuse_config(model, key_map)
     state, ignored = _strip(state, key_map)
     _check_sizes(model, key_map, state)
-    keys = _keys(model, key_map)
+    keys, kept = _keys(model, key_map)
     ours = model.state_dict()
     # 1. Match names: the first key of each of our tensors is its primary; later ones are tied.
-    primary: dict[str, Key] = {}
-    found: list[Key] = []
+    #    A Concat is found when all its pieces are; any absent piece is missing.
+    primary: dict[str, Key | Concat] = {}
+    found: list[Key | Concat] = []
     missing: list[str] = []
     for key in keys:
-        if key.peer in state:
+        absent = [name for name in key.peers if name not in state]
+        if not absent:
             found.append(key)
             primary.setdefault(key.ours, key)
-        elif not key.optional:
-            missing.append(key.peer)
-    named = {key.peer for key in keys}
+        elif not (key.optional and len(absent) == len(key.peers)):
+            missing += absent
+    named = {name for key in keys for name in key.peers}
     unexpected = [name for name in state if name not in named]
     if strict and (missing or unexpected):
         raise ValueError(_unmatched(model, key_map, missing, unexpected))
-    # 2. Shapes and tied copies, then convert everything before the first copy.
-    converted: dict[str, Tensor] = {}
+    # 2. Shapes and tied copies in our layout, then convert everything before the first copy.
+    gathered: dict[str, Tensor] = {}
     for key in found:
-        tensor = state[key.peer]
-        target = ours[key.ours]
-        peer_shape = tuple(target.shape[::-1]) if key.transposed else tuple(target.shape)
-        if tuple(tensor.shape) != peer_shape:
-            raise ValueError(
-                f"load_weights cannot copy the {key_map.peer} tensor {key.peer!r} of shape "
-                f"{tuple(tensor.shape)} into {_name(model)}'s {key.ours!r}, which needs "
-                f"{peer_shape} in the peer's layout (its own shape is {tuple(target.shape)}); "
-                f"build the model with the peer's sizes, or drop that key and pass strict=False."
-            )
-        if primary[key.ours] is not key:
-            first = primary[key.ours]
-            if not torch.equal(tensor, state[first.peer]):
+        value = _gather(model, key_map, key, state, ours[key.ours])
+        first = primary[key.ours]
+        if first is not key:
+            if not torch.equal(value, gathered[key.ours]):
                 raise ValueError(
-                    f"load_weights found {key.peer!r} unequal to {first.peer!r} in the "
-                    f"{key_map.peer} state dict, but {_name(model)} holds both in one tensor "
+                    f"load_weights found {_peer_names(key)} unequal to {_peer_names(first)} in "
+                    f"the {key_map.peer} state dict, but {_name(model)} holds both in one tensor "
                     f"({key.ours!r}); build it with tie_weights=False to load them apart."
                 )
             continue
-        value = tensor.t() if key.transposed else tensor
-        converted[key.ours] = value.to(dtype=target.dtype, device=target.device)
+        gathered[key.ours] = value
+    converted = {
+        name: value.to(dtype=ours[name].dtype, device=ours[name].device)
+        for name, value in gathered.items()
+    }
     # 3. Copy.
     with torch.no_grad():
         for name, value in converted.items():
@@ -242,6 +300,7 @@ def load_weights(
         missing=tuple(missing),
         unexpected=tuple(unexpected),
         ignored=tuple(ignored),
+        kept=tuple(kept),
     )
 
 
@@ -249,8 +308,9 @@ def export_weights(model: nn.Module, target: str) -> dict[str, Tensor]:
     """`model`'s weights as a state dict in the peer's layout, for its `load_state_dict`.
 
     The tensors are fresh contiguous copies (tied ones too), so the dict can be saved with
-    `safetensors.torch.save_file`. For Hugging Face the layout is the full model's
-    (GPT2LMHeadModel: "transformer." keys and lm_head.weight).
+    `safetensors.torch.save_file`. For Hugging Face GPT-2 the layout is the full model's
+    (GPT2LMHeadModel: "transformer." keys and lm_head.weight); for BERT it is BertModel's,
+    without the pooler (the model has none) and without our task head (BERT has none).
 
     Args:
         model: one of our models with a map for `target`.
@@ -262,12 +322,17 @@ def export_weights(model: nn.Module, target: str) -> dict[str, Tensor]:
     key_map = _map_for(model, target, "export_weights", "target")
     _refuse_config(model, key_map)
     ours = model.state_dict()
+    prefix = key_map.prefix if key_map.write_prefix else ""
     out: dict[str, Tensor] = {}
-    for key in _keys(model, key_map):
+    for key in _keys(model, key_map)[0]:
         tensor = ours[key.ours].detach()
-        tensor = tensor.t() if key.transposed else tensor
-        name = key.peer if key.beside else key_map.prefix + key.peer
-        out[name] = tensor.clone(memory_format=torch.contiguous_format)
+        if isinstance(key, Concat):
+            pieces = list(zip(key.pieces, key.split(tensor), strict=True))  # [q; k; v] -> q, k, v
+        else:
+            pieces = [(key.peer, tensor.t() if key.transposed else tensor)]
+        for peer, piece in pieces:
+            name = peer if isinstance(key, Key) and key.beside else prefix + peer
+            out[name] = piece.clone(memory_format=torch.contiguous_format)
     return out
 
 
@@ -410,18 +475,61 @@ def _how_to_build(model: nn.Module, key_map: KeyMap, peer: dict[str, Any]) -> st
     return f"build it with {fields}"
 
 
-def _keys(model: nn.Module, key_map: KeyMap) -> list[Key]:
-    """The map's keys for this model, after checking that they name every tensor it has."""
+def _keys(model: nn.Module, key_map: KeyMap) -> tuple[list[Key | Concat], list[str]]:
+    """The map's keys for this model and the model's own tensors (`kept`), which the peer lacks.
+
+    Checks first that the two name every tensor the model has.
+    """
     keys = key_map.keys(model)
     named = {key.ours for key in keys}
-    unnamed = [name for name in model.state_dict() if name not in named]
+    kept = [
+        name
+        for name in model.state_dict()
+        if name not in named and any(re.fullmatch(pattern, name) for pattern in key_map.kept)
+    ]
+    unnamed = [name for name in model.state_dict() if name not in named and name not in kept]
     if unnamed:
         raise ValueError(
             f"{_name(model)} has tensors that the {key_map.peer} key map does not name "
             f"({_listed(unnamed)}); was the model changed after it was built (LoRA adapters: "
             f"merge them first with fieldguide.lora.merge)?"
         )
-    return keys
+    return keys, kept
+
+
+def _gather(
+    model: nn.Module,
+    key_map: KeyMap,
+    key: Key | Concat,
+    state: Mapping[str, Tensor],
+    target: Tensor,
+) -> Tensor:
+    """The peer's tensor for `key` in our layout (transposed back, or its pieces concatenated).
+
+    Each peer tensor's shape is checked against the one our `target` needs in the peer's layout.
+    """
+    if isinstance(key, Concat):
+        shape = (target.shape[0] // len(key.pieces), *target.shape[1:])  # one piece: (R, ...)
+        where = f" for each of its {len(key.pieces)} pieces"
+    else:
+        shape = tuple(target.shape[::-1]) if key.transposed else tuple(target.shape)
+        where = ""
+    for name in key.peers:
+        tensor = state[name]
+        if tuple(tensor.shape) != shape:
+            raise ValueError(
+                f"load_weights cannot copy the {key_map.peer} tensor {name!r} of shape "
+                f"{tuple(tensor.shape)} into {_name(model)}'s {key.ours!r}, which needs "
+                f"{shape}{where} in the peer's layout (its own shape is {tuple(target.shape)}); "
+                f"build the model with the peer's sizes, or drop that key and pass strict=False."
+            )
+    if isinstance(key, Concat):
+        return torch.cat([state[name] for name in key.pieces])  # (n·R, ...): [q; k; v]
+    return state[key.peer].t() if key.transposed else state[key.peer]
+
+
+def _peer_names(key: Key | Concat) -> str:
+    return " + ".join(repr(name) for name in key.peers)
 
 
 def _unmatched(model: nn.Module, key_map: KeyMap, missing: list[str], unexpected: list[str]) -> str:
@@ -673,5 +781,94 @@ register_map(
         reads=_gpt2_reads,
         prefix="transformer.",
         ignore=(r"h\.\d+\.attn\.(bias|masked_bias)",),
+    )
+)
+
+
+# Hugging Face BERT (transformers/models/bert/modeling_bert.py), post-LN: word + position +
+# token-type embeddings, then embeddings.LayerNorm; each encoder.layer.N adds attention
+# (self.query, self.key, self.value, output.dense) and normalises (attention.output.LayerNorm),
+# then adds the MLP (intermediate.dense, exact GELU, output.dense) and normalises
+# (output.LayerNorm); no norm at the end. BertModel's pooler reads [CLS] for BertFor... heads;
+# BertFor... models put "bert." before all of these and add their head beside it. Files from
+# transformers before 4.31 carry the embeddings.position_ids buffer (0, 1, ..., max_len - 1).
+
+
+def _bert_keys(model: TransformerEncoder) -> list[Key | Concat]:
+    keys: list[Key | Concat] = [
+        Key("token_embedding.weight", "embeddings.word_embeddings.weight"),
+        Key("position_embedding.weight", "embeddings.position_embeddings.weight"),
+        Key("token_type_embedding.weight", "embeddings.token_type_embeddings.weight"),
+        *_affine("embed_norm", "embeddings.LayerNorm"),
+    ]
+    for i in range(len(model.blocks)):
+        ours, peer = f"blocks.{i}", f"encoder.layer.{i}"
+        for part in ("weight", "bias"):  # our fused qkv is cat([query, key, value], dim 0)
+            qkv = (f"{peer}.attention.self.{m}.{part}" for m in ("query", "key", "value"))
+            keys.append(Concat(f"{ours}.attn.qkv.{part}", tuple(qkv)))
+        keys += _affine(f"{ours}.attn.output", f"{peer}.attention.output.dense")
+        keys += _affine(f"{ours}.attn_norm", f"{peer}.attention.output.LayerNorm")
+        keys += _affine(f"{ours}.mlp.up", f"{peer}.intermediate.dense")
+        keys += _affine(f"{ours}.mlp.down", f"{peer}.output.dense")
+        keys += _affine(f"{ours}.mlp_norm", f"{peer}.output.LayerNorm")
+    return keys
+
+
+def _bert_refuses(c: TransformerConfig) -> str | None:
+    if c.norm_position != "post":
+        return (
+            f"BERT normalises after each residual add and after the embeddings "
+            f"(norm_position='post') and the model has norm_position={c.norm_position!r}"
+        )
+    if c.token_types < 1:
+        return (
+            "BERT adds a segment table (token_type_embeddings; token_types=2) and the model has "
+            "token_types=0"
+        )
+    if c.positions != "learned":
+        return (
+            f"BERT has a learned position table (position_embeddings) and the model has "
+            f"{c.positions!r} ones"
+        )
+    if not c.bias:
+        return "BERT has biases in every layer and the model has bias=False"
+    if c.mlp != "gelu":
+        return (
+            f"BERT's MLP uses the exact GELU (hidden_act 'gelu', our mlp='gelu') and the model "
+            f"has mlp={c.mlp!r}"
+        )
+    return None
+
+
+def _bert_reads(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    words = state.get("embeddings.word_embeddings.weight")  # (V, D)
+    if words is not None and words.ndim == 2:
+        out.update(vocab_size=words.shape[0], hidden_dim=words.shape[1])
+    for field, name in (("max_len", "position"), ("token_types", "token_type")):
+        table = state.get(f"embeddings.{name}_embeddings.weight")  # (rows, D)
+        if table is not None and table.ndim == 2:
+            out[field] = table.shape[0]
+    layers = _indices(state, r"encoder\.layer\.(\d+)\.")
+    if layers:
+        out["num_layers"] = len(layers)
+    up = state.get("encoder.layer.0.intermediate.dense.weight")  # (mlp width, D)
+    if up is not None and up.ndim == 2:
+        out["mlp_ratio"] = up.shape[0] / up.shape[1]
+    return out
+
+
+register_map(
+    KeyMap(
+        "hf",
+        TransformerEncoder,
+        "Hugging Face BERT",
+        _bert_keys,
+        refuse=_bert_refuses,
+        reads=_bert_reads,
+        prefix="bert.",
+        ignore=(r"embeddings\.(position_ids|token_type_ids)", r"pooler\.dense\.(weight|bias)"),
+        kept=(r"head\..+",),
+        write_prefix=False,
     )
 )

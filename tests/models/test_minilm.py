@@ -1,14 +1,16 @@
 """minilm: a post-LN BERT with published weights, its WordPiece tokenizer, HF parity."""
 
 import os
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from fieldguide.data.wordpiece import encode, retokenize
+from fieldguide.interop import export_weights, load_weights
 from fieldguide.layers.attention import TransformerBlock
-from fieldguide.models.pretrained import MINILM, bert_to_encoder, encoder_to_bert
+from fieldguide.models.pretrained import MINILM, minilm_state
 from fieldguide.models.registry import create_model
 from fieldguide.models.transformer import EncoderConfig, TransformerEncoder
 
@@ -65,7 +67,7 @@ def test_post_ln_and_segments_are_the_encoders_alone():
         EncoderConfig(norm_position="middle")
 
 
-# -- Hugging Face parity ----------------------------------------------------------------------
+# -- Hugging Face parity, through fieldguide.interop's BERT key map -----------------------------
 def _tiny_bert(transformers):
     cfg = transformers.BertConfig(
         vocab_size=97,
@@ -102,10 +104,8 @@ def _tiny_bert(transformers):
 def test_hugging_face_bert_gives_our_token_states():
     transformers = require_transformers()
     hf, ours = _tiny_bert(transformers)
-    missing, unexpected = ours.load_state_dict(
-        bert_to_encoder(hf.state_dict(), num_layers=2), strict=False
-    )
-    assert set(missing) == {"head.weight", "head.bias"} and not unexpected
+    report = load_weights(ours, hf.state_dict(), source="hf")
+    assert report.kept == ("head.weight", "head.bias") and not report.unexpected
     ids = torch.randint(0, 97, (3, 11))
     mask = torch.ones(3, 11, dtype=torch.bool)
     mask[1, 7:] = False
@@ -122,23 +122,41 @@ def test_hugging_face_bert_gives_our_token_states():
 def test_bert_keys_round_trip_exactly():
     transformers = require_transformers()
     hf, ours = _tiny_bert(transformers)
-    ours.load_state_dict(bert_to_encoder(hf.state_dict(), num_layers=2), strict=False)
-    back = encoder_to_bert(ours.state_dict(), num_layers=2)
+    load_weights(ours, hf.state_dict(), source="hf")
+    back = export_weights(ours, target="hf")
+    assert set(back) == set(hf.state_dict())  # no head, no pooler: BertModel's keys exactly
     fresh = transformers.BertModel(hf.config, add_pooling_layer=False)
-    fresh.load_state_dict(back, strict=False)  # position_ids is a buffer HF builds itself
+    fresh.load_state_dict(back, strict=True)
     for key, value in hf.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_bert_state_with_other_layers_is_refused():
     transformers = require_transformers()
-    hf, _ = _tiny_bert(transformers)
-    with pytest.raises(ValueError, match="more than 1 layers"):
-        bert_to_encoder(hf.state_dict(), num_layers=1)
+    hf, ours = _tiny_bert(transformers)
+    one_layer = TransformerEncoder(replace(ours.config, num_layers=1))
+    with pytest.raises(ValueError, match="with .*num_layers=2.* has .*num_layers=1"):
+        load_weights(one_layer, hf.state_dict(), source="hf")
     state = dict(hf.state_dict())
     del state["encoder.layer.1.output.dense.weight"]
-    with pytest.raises(ValueError, match="no 'encoder.layer.1.output.dense.weight'"):
-        bert_to_encoder(state, num_layers=2)
+    with pytest.raises(
+        ValueError, match=r"lacks 1 key\(s\) .*'encoder\.layer\.1\.output\.dense\.weight'"
+    ):
+        load_weights(ours, state, source="hf")
+
+
+def test_the_published_file_loads_through_interop_with_its_pooler_ignored(minilm):
+    scratch = create_model("minilm", pretrained=False)
+    report = load_weights(scratch, minilm_state(), source="hf")
+    assert report.loaded == 5 + 12 * 6 and report.missing == report.unexpected == ()
+    assert set(report.ignored) == {
+        "embeddings.position_ids",
+        "pooler.dense.weight",
+        "pooler.dense.bias",
+    }
+    assert report.kept == ("head.weight", "head.bias")
+    own = minilm.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in scratch.state_dict().items() if "head" not in k)
 
 
 # -- the published model ----------------------------------------------------------------------
