@@ -860,12 +860,22 @@ class PretrainedEncoder(TransformerEncoder):
         from fieldguide.interop import load_weights
         from fieldguide.models.pretrained import minilm_state
 
+        # What the weights file cannot show (head count, eps, flags) must be the preset's.
+        published = _MINILM
+        for field in ("num_heads", "norm_eps", "mlp", "norm_position", "positions", "bias"):
+            if getattr(self.config, field) != getattr(published, field):
+                raise ValueError(
+                    f"minilm with pretrained=True computes as published only with "
+                    f"{field}={getattr(published, field)!r}; got "
+                    f"{getattr(self.config, field)!r}, so leave {field} out (or set "
+                    "pretrained=false to train those sizes from scratch)."
+                )
         state = minilm_state()
         try:  # strict: every BertModel tensor has its place; the pooler is ignored, head kept
             load_weights(self, state, source="hf")
         except ValueError as error:
             raise ValueError(
-                f"{self.name or 'minilm'} with pretrained=True must keep the published sizes "
+                f"minilm with pretrained=True must keep the published sizes "
                 f"(vocab 30522, width 384, 6 layers, 512 positions, 2 segments, post-LN, exact "
                 f"GELU), so leave those fields at the preset's values: {error}"
             ) from error
@@ -908,23 +918,24 @@ class PretrainedEncoder(TransformerEncoder):
 # sentence-transformers/all-MiniLM-L6-v2: 22,565,376 weights before the head (the published
 # 22,713,216 less the pooler, which sentence embeddings do not use), exact GELU, LayerNorm eps
 # 1e-12, post-LN, learned positions for 512 tokens.
+_MINILM = PretrainedEncoderConfig(
+    vocab_size=30522,
+    hidden_dim=384,
+    num_layers=6,
+    num_heads=12,
+    mlp="gelu",
+    mlp_ratio=4.0,
+    max_len=512,
+    dropout=0.1,
+    norm_eps=1e-12,
+    norm_position="post",
+    token_types=2,
+    tie_weights=False,
+    head="sequence",
+    out_dim=2,
+)
 register(
     "minilm",
-    PretrainedEncoderConfig(
-        vocab_size=30522,
-        hidden_dim=384,
-        num_layers=6,
-        num_heads=12,
-        mlp="gelu",
-        mlp_ratio=4.0,
-        max_len=512,
-        dropout=0.1,
-        norm_eps=1e-12,
-        norm_position="post",
-        token_types=2,
-        tie_weights=False,
-        head="sequence",
-        out_dim=2,
-    ),
+    _MINILM,
     PretrainedEncoder,
 )

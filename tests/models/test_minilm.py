@@ -182,7 +182,11 @@ def test_minilm_embeddings_do_not_depend_on_batch_padding(minilm):
 def test_minilm_keeps_the_published_sizes(minilm):
     assert minilm.num_parameters() == 22_713_216 - (384 * 384 + 384) + (384 * 2 + 2)
     with pytest.raises(ValueError, match="must keep the published sizes"):
-        create_model("minilm", hidden_dim=256, num_heads=8)
+        create_model("minilm", hidden_dim=192)
+    with pytest.raises(ValueError, match="only with num_heads=12; got 6"):
+        create_model("minilm", num_heads=6)  # the file cannot show it: refused, not wrong
+    with pytest.raises(ValueError, match="only with norm_eps=1e-12"):
+        create_model("minilm", norm_eps=1e-5)
     scratch = create_model("minilm", pretrained=False)  # any sizes without the weights
     assert not torch.equal(scratch.token_embedding.weight, minilm.token_embedding.weight)
 
