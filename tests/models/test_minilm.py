@@ -239,3 +239,35 @@ def test_cosine_matches_functional_normalize(minilm):
     with torch.no_grad():
         direct = F.normalize(minilm.features(ids, mask), dim=-1)
     torch.testing.assert_close(minilm.encode(["one sentence", "another one"]), direct)
+
+
+def test_a_minilm_run_on_a_text_folder_predicts_what_the_model_computes(tmp_path):
+    require_minilm()
+    from fieldguide.api import train
+    from fieldguide.api.predict import load_run
+
+    words = {"pos": ["a warm funny film", "superb acting"], "neg": ["dull plot", "awful film"]}
+    for label, texts in words.items():
+        (tmp_path / "reviews" / label).mkdir(parents=True)
+        for i in range(10):
+            text = f"{texts[i % 2]} number {i}"
+            (tmp_path / "reviews" / label / f"{i}.txt").write_text(text)
+    result = train(
+        "minilm",
+        str(tmp_path / "reviews"),
+        runs_dir=tmp_path / "runs",
+        progress="quiet",
+        max_steps=2,
+        batch_size=8,
+    )
+    run = load_run(result.run_dir)
+    assert run.preprocessing["data"]["tokenizer"] == "minilm"
+    new = ["what a warm and funny film", "an awful, dull plot"]
+    predictions = run.predict(new)
+    ids, lengths, _ = encode(new, "minilm")
+    mask = torch.arange(ids.shape[1])[None] < lengths[:, None]
+    with torch.no_grad():
+        probs = run.model(ids, padding_mask=mask).softmax(-1)
+    columns = predictions.columns
+    got = [[row[columns.index(f"p({c})")] for c in ("neg", "pos")] for row in predictions.rows]
+    torch.testing.assert_close(torch.tensor(got, dtype=torch.float32), probs, rtol=0, atol=1e-4)
