@@ -270,6 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5, help="neighbours per query (default: 5)")
 
     p = sub.add_parser(
+        "export",
+        help="a finished run's model as ONNX, TorchScript or a torch.export program",
+        description=(
+            "Write a finished run's model as RUN/model.onnx, RUN/model.ts or RUN/model.pt2 (or "
+            "-o FILE), with a dynamic batch (and sequence length for sequence and token models). "
+            "The file is read back and compared with eager PyTorch before it appears; a model "
+            "that cannot be exported is refused before anything is written (docs/export.md)."
+        ),
+    )
+    p.add_argument("run", metavar="RUN", help="a run folder that `fieldguide train` finished")
+    p.add_argument(
+        "--format", default="onnx", help="onnx, torchscript or torch.export (default: onnx)"
+    )
+    p.add_argument("-o", "--output", default=None, help="the file to write (default: in RUN)")
+
+    p = sub.add_parser(
         "data",
         help="starter datasets, and what your own files hold",
         description="Starter datasets, and the layouts `fieldguide train --data PATH` reads.",
@@ -514,6 +530,14 @@ def cmd_search(args: argparse.Namespace) -> None:
     sys.stdout.write(found.to_csv())
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Export the run's model and say where the file is."""
+    from fieldguide.api.export import export
+
+    path = export(args.run, format=args.format, output=args.output)
+    print(f"{args.format} model written to {path}", file=sys.stderr)
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     """Print the starter datasets and how to get missing ones, or inspect one path."""
     if args.data_command == "inspect":
@@ -546,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         "predict": cmd_predict,
         "embed": cmd_embed,
         "search": cmd_search,
+        "export": cmd_export,
         "sample": cmd_sample,
         "data": cmd_data,
     }
