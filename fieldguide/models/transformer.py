@@ -844,7 +844,7 @@ class PretrainedEncoder(TransformerEncoder):
     recipe: ClassVar[dict[str, Any]] = {
         "lr": 1e-3,
         "body_lr": 0.05,
-        "epochs": 3,
+        "epochs": 2,
         "batch_size": 32,
         "warmup_fraction": 0.1,
         "weight_decay": 0.01,
