@@ -146,6 +146,7 @@ def train(
     resume: str | Path | None = None,
     runs_dir: str | Path = "runs",
     progress: str = "auto",
+    nproc: int = 1,
     **recipe: Any,
 ) -> RunResult:
     """Train `model` on `data` and write a run folder.
@@ -164,6 +165,9 @@ def train(
         resume: a run folder to continue from its latest checkpoint.
         runs_dir: where new run folders are created.
         progress: "auto", "rich", "plain" or "quiet".
+        nproc: processes to train in, data-parallel (gloo on CPU, NCCL on CUDA); the batch
+            size stays global (fieldguide.train.distributed). A resume must give the run's own
+            number. Under torchrun each rank calls train with 1 (or torchrun's number).
         **recipe: any TrainConfig field, e.g. `epochs=10, lr=1e-3`; applied over `train_config`.
 
     Returns:
@@ -177,6 +181,7 @@ def train(
     import shutil
 
     from fieldguide.api.report import data_notes
+    from fieldguide.train import distributed
     from fieldguide.train.loop import Trainer
     from fieldguide.train.progress import Progress
     from fieldguide.typed import replace_config
@@ -211,6 +216,9 @@ def train(
     if resume is None:
         run = replace(run, data=run.data.with_absolute_path())
     run.data.check_applies()
+    if distributed.launching(nproc):  # start nproc ranks; each runs this function as a rank
+        return _launch(run, resume, runs_dir, progress, nproc)
+    world = distributed.join(nproc, run.train.device)  # a rank: its process group; else rank 0
     data_obj, task, net, run, reason = _load(run)
 
     notes = [f"{task.name} on {data_obj.description}."]  # what the data was read as
@@ -218,7 +226,7 @@ def train(
     notes += data_notes(data_obj)
     shown = Progress(progress)
     if resume is None:
-        run_dir = _run_dir(Path(runs_dir), run.model, data_obj.name)
+        run_dir = distributed.broadcast_object(_run_dir(Path(runs_dir), run.model, data_obj.name))
     # The trainer checks the device and the monitored metric; it creates no files.
     trainer = Trainer(
         net,
@@ -231,17 +239,19 @@ def train(
     if resume is None:
         for note in notes:
             shown.message(f"note: {note}")
-        run_dir.mkdir(parents=True)
+        if world.rank == 0:  # rank 0 alone writes the run folder
+            run_dir.mkdir(parents=True)
     try:
-        if resume is None:
+        if resume is None and world.rank == 0:
             write_atomic(run_dir / "config.toml", run.to_toml())
+        distributed.report(run_dir=run_dir)  # where a launcher says to resume a failed run
         result = trainer.fit(resume=resume is not None)
     except BaseException:
         if resume is None and trainer.state.step == 0:  # failed at start-up: leave nothing
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     result.notes[:0] = notes
-    if result.status == "interrupted":
+    if result.status == "interrupted" or world.rank > 0:
         return RunResult(
             run_dir, run.model, {}, result.status, result.train_seconds, net.num_parameters()
         )
@@ -258,6 +268,33 @@ def train(
     return RunResult(
         run_dir, run.model, test, result.status, result.train_seconds, net.num_parameters()
     )
+
+
+def _launch(
+    run: RunConfig, resume: str | Path | None, runs_dir: str | Path, progress: str, nproc: int
+) -> RunResult:
+    """Train `run` in `nproc` new processes, one rank each; rank 0's result.
+
+    Each rank reads the recipe from a config.toml (or the run folder it resumes) and checks the
+    input itself, so bad input fails every rank alike and comes back as its own error.
+    """
+    import tempfile
+
+    from fieldguide.train import distributed
+
+    with tempfile.TemporaryDirectory(prefix="fieldguide-launch-") as tmp:
+        if resume is not None:
+            kwargs = {"resume": str(Path(resume).absolute())}
+        else:
+            write_atomic(Path(tmp) / "config.toml", run.to_toml())
+            kwargs = {"config": f"{tmp}/config.toml", "runs_dir": str(Path(runs_dir).absolute())}
+        kwargs.update(progress=progress, nproc=nproc)
+        try:
+            out = distributed.launch(nproc, "fieldguide.api.run:train", kwargs)
+        except distributed.RankFailedError as error:  # say where the last checkpoint is
+            hint = distributed.resume_hint(error.report.get("run_dir"), nproc)
+            raise distributed.RankFailedError(f"{error}{hint}", error.report) from None
+    return RunResult(**{**out, "run_dir": Path(out["run_dir"])})
 
 
 def preprocessing_json(data: Any, task: Any) -> str:

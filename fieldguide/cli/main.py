@@ -185,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="print only the final result")
     p.add_argument("--progress", choices=("auto", "rich", "plain"), default="auto")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes to train in, data-parallel (gloo on CPU, NCCL on CUDA); --batch-size "
+        "stays the global batch; a resume must give the run's own N (default: 1)",
+    )
     _add_dataclass_flags(p, TrainConfig, set(), "training recipe")
     _add_dataclass_flags(p, DataConfig, _DATA_FLAGS, "data options")
 
@@ -418,7 +426,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--resume continues a run exactly as configured; "
                 "pass no other model, data or recipe options."
             )
-        result = train(resume=args.resume, progress=progress)
+        result = train(resume=args.resume, progress=progress, nproc=args.nproc)
     else:
         base = RunConfig.from_toml(args.config) if args.config else RunConfig()
         model = model or base.model
@@ -439,9 +447,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             train_config=train_cfg,
             runs_dir=args.runs_dir,
             progress=progress,
+            nproc=args.nproc,
         )
     if result.status == "interrupted":
-        print(f"interrupted; resume with: fieldguide train --resume {result.run_dir}")
+        nproc = f" --nproc {args.nproc}" if args.nproc > 1 else ""
+        print(f"interrupted; resume with: fieldguide train --resume {result.run_dir}{nproc}")
         return EXIT_INTERRUPTED
     if args.quiet:
         metrics = "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in result.test_metrics.items())

@@ -219,7 +219,12 @@ class Trainer:
 
     # -- public controls ------------------------------------------------------------------
     def request_stop(self) -> None:
-        """Stop after the current optimizer step, saving a checkpoint to resume from."""
+        """Stop after the current optimizer step, saving a checkpoint to resume from.
+
+        With several ranks, a request on any rank stops them all after the same step: the first
+        whose gradient reduce carries it (for a request made between steps, as by a callback,
+        the next one).
+        """
         self._stop_requested = True
 
     @property
