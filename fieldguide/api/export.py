@@ -57,12 +57,18 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "torch.export": ".pt2"}
 TOLERANCE = 1e-5
 INSTALL = "pip install 'fieldguide[export]'"
 
-# Why a model class cannot be exported to a format: class name -> {format: reason}. A reason
+# Why a model class cannot be exported to a format: class name -> {format: reason}, or a
+# function of the model's config giving that dict where presets of one class differ. A reason
 # finishes the sentence "<model> cannot be exported to <format>: ...". Every registered class
-# has an entry (possibly empty); the docs generator confirms each one by trying it.
+# has an entry (possibly empty; a subclass may use its base's); the docs generator confirms
+# each one by trying it.
 _SPARSE = (
     "its message passing multiplies sparse CSR adjacency matrices that it caches per graph in "
-    "Python, which tracing, torch.export and ONNX cannot capture"
+    "Python, which tracing cannot capture"
+)
+_EDGE_CHECK = (
+    "its input check reads the smallest and largest node in edge_index (a data-dependent "
+    "value), which torch.export cannot trace"
 )
 _ID_CHECK = (
     "its input check reads the smallest and largest id (a data-dependent value), which "
@@ -72,15 +78,52 @@ _RNN_UNROLL = (
     "torch.export unrolls nn.GRU/nn.LSTM/nn.RNN over time, fixing the sequence length to the "
     "export's"
 )
-_FFT = {
-    "onnx": "its convolutions run torch.fft on complex spectra (and S4D's kernel is complex), "
-    "which torch's ONNX exporter has no operators for",
-    "torchscript": "its FFT convolution is a custom autograd Function, a Python call that a "
-    "TorchScript file cannot hold",
-    "torch.export": "torch.export fixes the sequence length of its FFT convolution (a custom "
-    "autograd Function) to the export's",
-}
-REFUSALS: dict[str, dict[str, str]] = {
+
+
+def _ssm(config: Any) -> dict[str, str]:
+    """Both mixers convolve through one autograd Function; S4D also sizes its kernel in Python."""
+    refused = {
+        "onnx": "its FFT convolution (a custom autograd Function over complex spectra) has no "
+        "translation in torch's ONNX exporter",
+        "torchscript": "its FFT convolution is a custom autograd Function, a Python call that "
+        "a TorchScript file cannot hold",
+    }
+    if config.mixer == "s4d":
+        refused["torch.export"] = (
+            "S4D builds its kernel with Python integer arithmetic on the sequence length "
+            "(ceil(sqrt T) blocks of powers), which fixes the length to the export's"
+        )
+    return refused
+
+
+def _graph(config: Any) -> dict[str, str]:
+    """Sparse aggregation (GCN, GAT, GraphSAGE-mean) traces nowhere; max aggregation does."""
+    if getattr(config, "aggregator", "") == "max":
+        return {
+            "onnx": "its max aggregation is scatter_reduce without the initial values "
+            "(include_self=False), which ONNX has no operator for",
+            "torch.export": _EDGE_CHECK,
+        }
+    return {
+        "onnx": _SPARSE,
+        "torchscript": _SPARSE,
+        "torch.export": "torch.export can trace neither its input check, which reads the "
+        "smallest and largest node in edge_index (a data-dependent value), nor its message "
+        "passing over sparse CSR matrices cached in Python",
+    }
+
+
+def _flow(config: Any) -> dict[str, str]:
+    """A conditional flow fills its "no label" row with torch.full(..., num_classes)."""
+    if not config.conditional:
+        return {}
+    return {
+        "onnx": "its unlabelled path makes class indices with torch.full and no dtype, which "
+        "torch's ONNX exporter writes as floats that an embedding cannot gather with"
+    }
+
+
+REFUSALS: dict[str, dict[str, str] | Callable[[Any], dict[str, str]]] = {
     "MLP": {},
     "ResNet": {},
     "MobileNetV2": {},
@@ -88,10 +131,10 @@ REFUSALS: dict[str, dict[str, str]] = {
     "ViT": {},
     "TCN": {},
     "VAE": {},
-    "RealNVP": {},
-    "VectorRealNVP": {},
+    "RealNVP": _flow,
+    "VectorRealNVP": _flow,
     "RNN": {"torch.export": _RNN_UNROLL},
-    "SSM": _FFT,
+    "SSM": _ssm,
     "TransformerEncoder": {"torch.export": _ID_CHECK},
     "TransformerDecoder": {"torch.export": _ID_CHECK},
     "EncoderDecoder": {"torch.export": _ID_CHECK},
@@ -105,9 +148,9 @@ REFUSALS: dict[str, dict[str, str]] = {
         "torch.export": _ID_CHECK,
     },
     "TwoTower": {"torch.export": _ID_CHECK},
-    "GNN": dict.fromkeys(FORMATS, _SPARSE),
-    "GAT": dict.fromkeys(FORMATS, _SPARSE),
-    "GraphSAGE": dict.fromkeys(FORMATS, _SPARSE),
+    "GNN": _graph,
+    "GAT": _graph,
+    "GraphSAGE": _graph,
     "ImageEmbedder": {},
     "VectorEmbedder": {},
     "SequenceEmbedder": {"torch.export": _RNN_UNROLL},
@@ -187,28 +230,32 @@ def _label(model: nn.Module) -> str:
     return getattr(model, "name", "") or type(model).__name__
 
 
-def declared(cls: type) -> dict[str, str] | None:
-    """The `REFUSALS` entry of model class `cls` or of its nearest listed base; None if none."""
+def refused_formats(cls: type, config: Any = None) -> dict[str, str] | None:
+    """The {format: reason} `REFUSALS` declares for class `cls` with `config`, or None.
+
+    A class not listed uses its nearest listed base class; None when there is none.
+    """
     for klass in cls.__mro__:
-        if klass.__name__ in REFUSALS:
-            return REFUSALS[klass.__name__]
+        entry = REFUSALS.get(klass.__name__)
+        if entry is not None:
+            return entry(config) if callable(entry) else entry
     return None
 
 
-def supported_formats(model: nn.Module | type) -> tuple[str, ...]:
-    """The formats that export `model` (an instance or a model class), as `REFUSALS` declares."""
-    refused = declared(model if isinstance(model, type) else type(model)) or {}
+def supported_formats(model: nn.Module) -> tuple[str, ...]:
+    """The formats that export `model`, as `REFUSALS` declares for its class and config."""
+    refused = refused_formats(type(model), getattr(model, "config", None)) or {}
     return tuple(f for f in FORMATS if f not in refused)
 
 
 def refusal(model: nn.Module, format: str) -> str | None:
     """The sentence that refuses to export `model` to `format`, or None when it exports."""
-    reason = (declared(type(model)) or {}).get(format)
-    if reason is None:
+    refused = refused_formats(type(model), getattr(model, "config", None)) or {}
+    if format not in refused:
         return None
     works = supported_formats(model)
     other = f"it exports to {' and '.join(works)}" if works else "no format exports it"
-    return f"{_label(model)} cannot be exported to {format}: {reason}; {other}."
+    return f"{_label(model)} cannot be exported to {format}: {refused[format]}; {other}."
 
 
 def _require_onnx() -> None:
@@ -376,11 +423,19 @@ def _check_parity(
     model: nn.Module, path: Path, format: str, inputs: tuple[Tensor, ...], given: bool
 ) -> None:
     """Raise one sentence unless the file at `path` gives eager's output on two inputs."""
-    run = load_exported(path, format, threads=1)
+    run = None
     for what, x in (("the export's input", inputs), ("a new shape", _varied(model, inputs, given))):
         want = _flat(model(*x))
-        got = _flat(run(*x))
         shapes = tuple(tuple(t.shape) for t in x)
+        try:  # the runtime's own words, first line, inside our sentence
+            run = run or load_exported(path, format, threads=1)
+            got = _flat(run(*x))
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise RuntimeError(
+                f"{_label(model)} exported to {format} could not be run by its runtime on "
+                f"{what} {shapes}, so no file was written: {first[:300]}"
+            ) from error
         if len(got) != len(want):
             raise ValueError(
                 f"{_label(model)} exported to {format} gives {len(got)} outputs on {what} "
@@ -515,37 +570,46 @@ def export(
 # ---------------------------------------------------------------------------------------------
 
 
-def _smallest_presets() -> dict[str, str]:
-    """Each registered model class's preset with the fewest parameters: class name -> preset."""
+def _presets_to_try(every: bool = False) -> list[str]:
+    """Presets that cover `REFUSALS`, or every preset when `every`.
+
+    Per class and declared outcome (the set of refused formats), the preset with the fewest
+    parameters.
+    """
     from fieldguide.api.catalog import load_catalog
     from fieldguide.models.registry import create_model, get_entry, list_models
 
+    if every:
+        return list_models()
     sizes = {name: row["parameters"] for name, row in load_catalog().items()}
-    best: dict[str, tuple[int, str]] = {}
+    best: dict[tuple, tuple[int, str]] = {}
     for name in list_models():
-        cls = get_entry(name).cls.__name__
+        entry = get_entry(name)
+        refused = refused_formats(entry.cls, entry.config)
+        group = (entry.cls.__name__, None if refused is None else tuple(sorted(refused)))
         size = sizes[name] if name in sizes else create_model(name).num_parameters()
-        if cls not in best or size < best[cls][0]:
-            best[cls] = (size, name)
-    return {cls: name for cls, (_, name) in sorted(best.items())}
+        if group not in best or size < best[group][0]:
+            best[group] = (size, name)
+    return sorted(name for _, name in best.values())
 
 
-def confirm_refusals(log: Callable[[str], None] = print) -> list[str]:
-    """Try every model class's smallest preset in every format; list where REFUSALS is wrong.
+def confirm_refusals(log: Callable[[str], None] = print, every: bool = False) -> list[str]:
+    """Export presets in every format and list where `REFUSALS` is wrong about them.
 
     A format the table allows must export with parity; a refused one must fail (capture or
-    parity). Takes a few minutes: the docs generator runs it, the tests do not.
+    parity). By default one preset per class and declared outcome (a few minutes); `every`
+    tries all of them. The docs generator runs it, the tests do not.
     """
     from fieldguide.models.registry import create_model
 
     wrong = []
     with tempfile.TemporaryDirectory() as folder:
-        for cls, name in _smallest_presets().items():
+        for name in _presets_to_try(every):
             for format in FORMATS:
                 torch.manual_seed(0)
                 model = create_model(name)
-                if declared(type(model)) is None:
-                    wrong.append(f"{cls} ({name}) has no entry in REFUSALS")
+                if refused_formats(type(model), model.config) is None:
+                    wrong.append(f"{type(model).__name__} ({name}) has no entry in REFUSALS")
                     break
                 path = Path(folder) / f"{name}{SUFFIXES[format]}"
                 try:
@@ -553,13 +617,12 @@ def confirm_refusals(log: Callable[[str], None] = print) -> list[str]:
                     works, why = True, ""
                 except Exception as error:  # noqa: BLE001 - any failure means "does not export"
                     works, why = False, str(error).splitlines()[0][:200]
+                path.unlink(missing_ok=True)
                 claimed = format in supported_formats(model)
                 log(f"{name:22} {format:13} {'exports' if works else 'fails: ' + why}")
                 if works != claimed:
                     said = "exports" if claimed else "is refused"
-                    wrong.append(
-                        f"{cls} ({name}) {said} in REFUSALS for {format}, but {why or 'it exports'}"
-                    )
+                    wrong.append(f"{name} {said} in REFUSALS for {format}, but {why or 'exports'}")
     return wrong
 
 
@@ -569,39 +632,44 @@ def support_markdown() -> str:
 
     reasons: list[str] = []
     rows = []
-    for name in list_models():
+    counts = dict.fromkeys(FORMATS, 0)
+    names = list_models()
+    for name in names:
         entry = get_entry(name)
-        refused = declared(entry.cls)
+        refused = refused_formats(entry.cls, entry.config)
         cells = []
         for format in FORMATS:
             if refused is None:
                 cells.append("not declared")
             elif format not in refused:
                 cells.append("yes")
+                counts[format] += 1
             else:
                 if refused[format] not in reasons:
                     reasons.append(refused[format])
                 cells.append(f"no ({reasons.index(refused[format]) + 1})")
-        rows.append(
-            f"| {name} | {entry.family} | {entry.cls.__name__} | " + " | ".join(cells) + " |"
-        )
-    notes = [f"{i}. {reason[0].upper()}{reason[1:]}." for i, reason in enumerate(reasons, 1)]
+        cls = entry.cls.__name__
+        rows.append(f"| {name} | {entry.family} | {cls} | " + " | ".join(cells) + " |")
+    exported = ", ".join(f"{format} {counts[format]}" for format in FORMATS)
     return "\n".join(
         [
             "# Export: which models export to which format",
             "",
-            "Generated from the code by `python -m fieldguide.api.export docs/export.md`, which "
-            "first tries",
-            "every model class's smallest preset in every format and stops if `REFUSALS` in",
-            "fieldguide/api/export.py is wrong; a test fails when this file is stale.",
+            "Generated from the code by `python -m fieldguide.api.export docs/export.md`, which",
+            "first exports each model class's smallest preset in every format and stops if",
+            "`REFUSALS` in fieldguide/api/export.py is wrong about any of them (the other presets",
+            "of a class run the same code); a test fails when this file is stale.",
             "",
             "`fieldguide export RUN --format onnx|torchscript|torch.export [-o FILE]` writes",
             "RUN/model.onnx, RUN/model.ts or RUN/model.pt2; `fieldguide.api.export.export_model`",
-            "exports a model in memory. Every file is read back and compared with eager PyTorch",
-            f"(tolerance {TOLERANCE:g}) on the export's input and on another batch size and",
-            "sequence length before it appears. Dynamic axes: the batch, and the steps of",
-            "sequence and token inputs. A refused model is refused before anything is written.",
-            "ONNX needs `" + INSTALL + "`.",
+            "exports a model in memory. Every file is read back with its runtime and compared with",
+            f"eager PyTorch (tolerance {TOLERANCE:g}) on the export's input and on another batch",
+            "size and sequence length before it appears. Dynamic axes: the batch, and the steps",
+            "of sequence and token inputs. A refused model is refused before anything is written,",
+            "in one sentence that names the formats that work. ONNX needs",
+            f"`{INSTALL}`.",
+            "",
+            f"Presets that export, of {len(names)}: {exported}.",
             "",
             "| preset | family | class | onnx | torchscript | torch.export |",
             "| --- | --- | --- | --- | --- | --- |",
@@ -609,15 +677,17 @@ def support_markdown() -> str:
             "",
             "Why not:",
             "",
-            *notes,
+            *(f"{i}. {reason}." for i, reason in enumerate(reasons, 1)),
             "",
         ]
     )
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/export.md")
-    problems = confirm_refusals()
+    # python -m fieldguide.api.export [docs/export.md] [--all]: --all tries every preset.
+    paths = [a for a in sys.argv[1:] if a != "--all"]
+    target = Path(paths[0] if paths else "docs/export.md")
+    problems = confirm_refusals(every="--all" in sys.argv[1:])
     if problems:
         sys.exit("REFUSALS is wrong, so docs/export.md was not written:\n" + "\n".join(problems))
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,10 @@ from fieldguide.api.export import (
     SUFFIXES,
     _inputs,
     _write,
-    declared,
     export,
     export_model,
     load_exported,
+    refused_formats,
     support_markdown,
     supported_formats,
 )
@@ -236,7 +236,7 @@ def test_cli_errors_name_the_flags(iris_run, tmp_path, capsys):
 
 def test_every_registered_model_class_declares_its_formats():
     entries = [get_entry(name) for name in list_models()]
-    missing = sorted({e.cls.__name__ for e in entries if declared(e.cls) is None})
+    missing = sorted({e.cls.__name__ for e in entries if refused_formats(e.cls, e.config) is None})
     assert not missing, f"add {missing} to REFUSALS in fieldguide/api/export.py"
 
 
@@ -245,3 +245,13 @@ def test_docs_export_md_is_current():
         "docs/export.md is stale; regenerate it with `python -m fieldguide.api.export "
         "docs/export.md` (it first tries every model class in every format)"
     )
+
+
+def test_presets_of_one_class_can_differ_by_config():
+    # Hyena's filters export to torch.export, S4D's kernel does not; a conditional flow's
+    # unlabelled path does not export to ONNX, an unconditional one does (docs/export.md).
+    assert "torch.export" in supported_formats(create_model("hyena"))
+    assert "torch.export" not in supported_formats(create_model("s4d"))
+    assert supported_formats(create_model("realnvp")) == FORMATS
+    assert supported_formats(create_model("realnvp-cond")) == ("torchscript", "torch.export")
+    assert supported_formats(create_model("graphsage-max")) == ("torchscript",)
