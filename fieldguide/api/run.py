@@ -80,10 +80,10 @@ def parse_fanouts(text: str) -> tuple[int, ...]:
     return fanouts
 
 
-def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str]:
-    """Data, task, model and run for `run`, and why "auto" chose its model ("" if not asked).
+def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str, list[str]]:
+    """Data, task, model and run for `run`, with why "auto" chose and fine-tuning's notes.
 
-    Creates no files.
+    The reason is "" unless "auto" was asked. Creates no files.
     """
     from fieldguide.data import load_data
     from fieldguide.guide.select import auto_model
@@ -110,6 +110,21 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str]:
         dense=columns(d.dense),
         fields=fields_model and d.name.lower().endswith(".csv"),
     )
+    # A pretrained text model reads its own vocabulary: the texts are encoded again with it.
+    text_tokenizer = (
+        "" if run.model == "auto" else getattr(get_entry(run.model).cls, "text_tokenizer", "")
+    )
+    if text_tokenizer and getattr(data, "modality", "") == "text":
+        from fieldguide.data.wordpiece import retokenize
+
+        data = retokenize(data, text_tokenizer)
+    pretrained = run.model != "auto" and run.model_config.get(
+        "pretrained", getattr(get_entry(run.model).config, "pretrained", False)
+    )
+    if pretrained:
+        from fieldguide.data.imagenet import imagenet_standardized
+
+        data = imagenet_standardized(data)  # the pretrained network's own input statistics
     reason = ""
     if run.model == "auto":
         name, reason = auto_model(data.modality, tuple(getattr(data, "input_shape", ())))
@@ -119,7 +134,10 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str]:
     model = task.build_model(run.model, **run.model_config)
     # Record every config field, so the run repeats even if the preset changes later.
     run = replace(run, model_config=dict(dataclasses.asdict(model.config)))
-    return data, task, model, run, reason
+    from fieldguide.train.finetune import prepare
+
+    notes = prepare(model, run.train)  # --from, --freeze, --lora: before the first step
+    return data, task, model, run, reason, notes
 
 
 def _run_dir(runs_dir: Path, model: str, data_name: str) -> Path:
@@ -191,6 +209,10 @@ def train(
             f"train got recipe options {sorted(recipe)} with resume/config, which fix the recipe; "
             "pass one or the other."
         )
+    if train_config is None and resume is None and config is None:
+        from fieldguide.train.finetune import recipe_for  # a pretrained preset's own recipe
+
+        train_config = replace_config(TrainConfig(), "train", **recipe_for(model, recipe))
     if recipe:
         train_config = replace_config(train_config or TrainConfig(), "train", **recipe)
     if resume is not None:
@@ -216,13 +238,17 @@ def train(
     if resume is None:
         run = replace(run, data=run.data.with_absolute_path())
     run.data.check_applies()
+    if resume is None and run.train.init_from:  # recorded absolute, like the data path
+        init = str(Path(run.train.init_from).expanduser().absolute())
+        run = replace(run, train=replace(run.train, init_from=init))
     if distributed.launching(nproc):  # start nproc ranks; each runs this function as a rank
         return _launch(run, resume, runs_dir, progress, nproc)
     world = distributed.join(nproc, run.train.device)  # a rank: its process group; else rank 0
-    data_obj, task, net, run, reason = _load(run)
+    data_obj, task, net, run, reason, tuned = _load(run)
 
     notes = [f"{task.name} on {data_obj.description}."]  # what the data was read as
     notes += [f"model auto chose {run.model}: {reason}."] if reason else []
+    notes += [f"{note}." for note in tuned]
     notes += data_notes(data_obj)
     shown = Progress(progress)
     if resume is None:
@@ -328,6 +354,11 @@ def _write_outputs(
         "config": json.dumps(dataclasses.asdict(net.config)),
         "format": "fieldguide-1",
     }
+    from fieldguide.lora import lora_state_dict, merge, save_lora
+
+    if lora_state_dict(net):  # a LoRA run: its adapters alone, then the merged, plain model
+        save_lora(net, run_dir / "lora.safetensors", base_name=run.model)
+        merge(net)
     # Tied weights (LM embedding = head) stored once, with a sha256 that every load checks.
     save_weights(net, run_dir / "model.safetensors", meta)
     plot_curves(result.history, run_dir / "curves.png")

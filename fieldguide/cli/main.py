@@ -25,7 +25,7 @@ _DATA_FLAGS = {"name"}
 
 
 # Config fields whose flag is not "--" + the field name.
-_FLAG_OF = {"name": "--data"}
+_FLAG_OF = {"name": "--data", "init_from": "--from"}
 # Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
 
@@ -436,8 +436,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_cfg = build(
             DataConfig, {**dataclasses.asdict(base.data), **data_given}, "data options"
         )
+        # A pretrained preset brings its fine-tuning recipe; the flags given win, and a
+        # --config keeps its own recipe.
+        from fieldguide.train.finetune import recipe_for
+
+        preset = {} if args.config else recipe_for(model, train_given)
         train_cfg = build(
-            TrainConfig, {**dataclasses.asdict(base.train), **train_given}, "training recipe"
+            TrainConfig,
+            {**dataclasses.asdict(base.train), **preset, **train_given},
+            "training recipe",
         )
         result = train(
             model,
