@@ -28,9 +28,11 @@ masks, lengths) are not inputs of the file, so an exported sequence model reads 
 batches.
 
 Models that cannot be exported are refused before anything is written, in one sentence that
-says why and which formats work: `REFUSALS` declares them per model class, and
-`python -m fieldguide.api.export docs/export.md` tries every class's smallest preset in every
-format to confirm each entry before it writes the table in docs/export.md.
+says why and which formats work: `REFUSALS` declares them per model class, or per config where
+presets of a class differ (S4D and Hyena, conditional flows, GraphSAGE's aggregators), and
+`python -m fieldguide.api.export docs/export.md` first exports one preset per class and
+declared outcome in every format (`--all`: every preset; all 53 agreed on torch 2.13) to confirm
+each entry, then writes the table in docs/export.md.
 """
 
 from __future__ import annotations
@@ -472,7 +474,7 @@ def _write(
     fd, name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(name)
-    training = model.training
+    modes = {module: module.training for module in model.modules()}  # restored, each its own
     model.eval()  # dropout off: the file serves inference
     try:
         with torch.no_grad(), _quiet():
@@ -489,7 +491,8 @@ def _write(
         tmp.unlink(missing_ok=True)
         raise
     finally:
-        model.train(training)
+        for module, training in modes.items():
+            module.training = training
     return path
 
 
@@ -517,7 +520,8 @@ def export_model(
         ValueError: If `format` is unknown, the model cannot be exported to it (`REFUSALS`), or
             the file's outputs differ from eager PyTorch's.
         ModuleNotFoundError: For "onnx" without onnx and onnxruntime installed.
-        RuntimeError: If torch cannot capture a model not listed in `REFUSALS`.
+        RuntimeError: If torch cannot capture a model `REFUSALS` does not refuse, or the
+            format's runtime cannot run the file.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(
@@ -656,9 +660,9 @@ def support_markdown() -> str:
             "# Export: which models export to which format",
             "",
             "Generated from the code by `python -m fieldguide.api.export docs/export.md`, which",
-            "first exports each model class's smallest preset in every format and stops if",
-            "`REFUSALS` in fieldguide/api/export.py is wrong about any of them (the other presets",
-            "of a class run the same code); a test fails when this file is stale.",
+            "first exports the smallest preset of each class and declared outcome in every format",
+            "(`--all`: every preset) and stops if `REFUSALS` in fieldguide/api/export.py is wrong",
+            "about any of them; a test fails when this file is stale.",
             "",
             "`fieldguide export RUN --format onnx|torchscript|torch.export [-o FILE]` writes",
             "RUN/model.onnx, RUN/model.ts or RUN/model.pt2; `fieldguide.api.export.export_model`",

@@ -107,9 +107,10 @@ def test_onnx_file_names_its_inputs_and_dynamic_axes(tmp_path):
 
 def test_a_given_example_and_the_model_mode_are_kept(tmp_path):
     model = _model("mlp").train()
+    model.head.eval()  # a mixed mode, as when part of a model is frozen
     example = torch.randn(4, 64)
     export_model(model, tmp_path / "m.ts", "torchscript", example=example)
-    assert model.training  # export switched dropout off only while it ran
+    assert model.training and not model.head.training  # eval only while export ran
     model.eval()
     run = load_exported(tmp_path / "m.ts")
     x = torch.randn(7, 64)
