@@ -647,6 +647,6 @@ def resume_hint(run_dir: str | Path | None, nproc: int) -> str:
     if last is None:
         return f" No checkpoint was saved in {run_dir}; start the run again."
     return (
-        f" Its last checkpoint, {last.name}, is kept: resume with "
+        f" The run's last checkpoint, {last.name}, is kept: resume with "
         f"`fieldguide train --resume {run_dir} --nproc {nproc}`."
     )
