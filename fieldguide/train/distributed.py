@@ -176,15 +176,23 @@ def join(nproc: int = 1, device: str = "auto") -> World:
         return current()
     from fieldguide.train.device import pick_device
 
-    kind = pick_device(device).split(":")[0]
+    picked = pick_device(device)
+    kind = picked.split(":")[0]
+    if kind == "mps" or picked.startswith("cuda:"):
+        raise OptionError(
+            f"{{device}} {picked} cannot hold {env.size} ranks: ranks train on the CPU (gloo) or "
+            "on one CUDA device each (rank r on cuda:r); pass {device} cpu or cuda.",
+            "device",
+        )
     backend = "gloo"
     if kind == "cuda":
         count = torch.cuda.device_count()
         if env.local_rank >= count:
             raise OptionError(
                 f"{{nproc}} {env.size} starts {env.size} ranks on this machine but it has "
-                f"{count} CUDA device(s); pass {{nproc}} {count} or --device cpu.",
+                f"{count} CUDA device(s); pass {{nproc}} {count} or {{device}} cpu.",
                 "nproc",
+                "device",
             )
         torch.cuda.set_device(env.local_rank)
         backend = "nccl"
