@@ -428,3 +428,17 @@ def test_a_failure_before_the_first_step_removes_the_run_folder(tmp_path, capsys
     code, _, err = run_cli(["train", "mlp-small", "--runs-dir", str(runs), *FAST], capsys)
     assert code == 2 and "the training split is broken" in err
     assert runs.is_dir() and not any(runs.iterdir())
+
+
+def test_python_dash_m_fieldguide_is_the_cli():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "fieldguide", "show", "mlp"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "mlp" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "fieldguide", "show", "no-such-model"], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "no-such-model" in bad.stderr
