@@ -439,6 +439,8 @@ def test_python_dash_m_fieldguide_is_the_cli():
     )
     assert out.returncode == 0 and "mlp" in out.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "fieldguide", "show", "no-such-model"], capture_output=True, text=True
+        [sys.executable, "-m", "fieldguide", "show", "no-such-model"],
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode != 0 and "no-such-model" in bad.stderr

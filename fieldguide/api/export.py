@@ -10,15 +10,15 @@ Three formats, each captured the one way that exports these models and keeps exa
 
 Why the TorchScript-based ONNX exporter and not `torch.onnx.export(dynamo=True)`: on torch 2.13
 both give the same numbers where both work (within 2e-6 of eager), but the dynamo exporter first
-runs `torch.export`, so it refuses every model whose input checks read their ids' values (the
-Transformers, the recommenders, diffusion; see `REFUSALS`), and it takes 8-18 s per tiny model
-against 1-3 s. `torch.jit.script` compiles none of the families (keyword-only arguments and
-`str` annotations), so TorchScript means tracing. Tracing records one path through the code, so
-every export is checked before its file appears: the file is written under a temporary name,
-read back with its own runtime, and run on the export's input and on a second input with another
-batch size (and another sequence length for models that read sequences or tokens); the file is
-renamed into place only when both equal eager PyTorch within `TOLERANCE`. A failure leaves no
-file.
+runs `torch.export`, so it inherits every torch.export refusal in `REFUSALS` (recurrent layers
+unrolled to one length, sparse graphs), and it takes 8-18 s per tiny model against 1-3 s. Input
+checks that scan values (id ranges) step aside while `torch.compiler.is_exporting()`.
+`torch.jit.script` compiles none of the families (keyword-only arguments and `str` annotations),
+so TorchScript means tracing. Tracing records one path through the code, so every export is
+checked before its file appears: the file is written under a temporary name, read back with its
+own runtime, and run on the export's input and on a second input with another batch size (and
+another sequence length for models that read sequences or tokens); the file is renamed into
+place only when both equal eager PyTorch within `TOLERANCE`. A failure leaves no file.
 
 Dynamic axes: the batch (axis 0 of every input) always; for models that read "sequences",
 "tokens" or "token-pairs", also axis 1 of the sequence inputs (time, or source and target
@@ -72,10 +72,6 @@ _EDGE_CHECK = (
     "its input check reads the smallest and largest node in edge_index (a data-dependent "
     "value), which torch.export cannot trace"
 )
-_ID_CHECK = (
-    "its input check reads the smallest and largest id (a data-dependent value), which "
-    "torch.export cannot trace"
-)
 _RNN_UNROLL = (
     "torch.export unrolls nn.GRU/nn.LSTM/nn.RNN over time, fixing the sequence length to the "
     "export's"
@@ -115,16 +111,6 @@ def _graph(config: Any) -> dict[str, str]:
     }
 
 
-def _flow(config: Any) -> dict[str, str]:
-    """A conditional flow fills its "no label" row with torch.full(..., num_classes)."""
-    if not config.conditional:
-        return {}
-    return {
-        "onnx": "its unlabelled path makes class indices with torch.full and no dtype, which "
-        "torch's ONNX exporter writes as floats that an embedding cannot gather with"
-    }
-
-
 REFUSALS: dict[str, dict[str, str] | Callable[[Any], dict[str, str]]] = {
     "MLP": {},
     "ResNet": {},
@@ -133,30 +119,26 @@ REFUSALS: dict[str, dict[str, str] | Callable[[Any], dict[str, str]]] = {
     "ViT": {},
     "TCN": {},
     "VAE": {},
-    "RealNVP": _flow,
-    "VectorRealNVP": _flow,
+    "RealNVP": {},
+    "VectorRealNVP": {},
     "RNN": {"torch.export": _RNN_UNROLL},
     "SSM": _ssm,
-    "TransformerEncoder": {"torch.export": _ID_CHECK},
-    "TransformerDecoder": {"torch.export": _ID_CHECK},
-    "EncoderDecoder": {"torch.export": _ID_CHECK},
-    "Diffusion": {
-        "torch.export": "its input check reads the smallest and largest step t (a "
-        "data-dependent value), which torch.export cannot trace"
-    },
-    "DLRM": {"torch.export": _ID_CHECK},
+    "TransformerEncoder": {},
+    "TransformerDecoder": {},
+    "EncoderDecoder": {},
+    "Diffusion": {},
+    "DLRM": {},
     "WideDeep": {
         "onnx": "its cross features use aten::triu_indices, which has no ONNX operator",
-        "torch.export": _ID_CHECK,
     },
-    "TwoTower": {"torch.export": _ID_CHECK},
+    "TwoTower": {},
     "GNN": _graph,
     "GAT": _graph,
     "GraphSAGE": _graph,
     "ImageEmbedder": {},
     "VectorEmbedder": {},
     "SequenceEmbedder": {"torch.export": _RNN_UNROLL},
-    "TokenEmbedder": {"torch.export": _ID_CHECK},
+    "TokenEmbedder": {},
 }
 
 

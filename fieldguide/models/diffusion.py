@@ -606,7 +606,8 @@ class Diffusion(UNet):
                 f"{tuple(ids.shape)}."
             )
         check_device(ids, self.head.weight.device, owner=owner, name=name, what=what)
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= high):
+        exporting = torch.compiler.is_exporting()  # export cannot trace the range scan
+        if ids.numel() and not exporting and (int(ids.min()) < 0 or int(ids.max()) >= high):
             raise ValueError(
                 f"{owner} expects {what} {name} in [0, {high - 1}]; got values from "
                 f"{int(ids.min())} to {int(ids.max())}."

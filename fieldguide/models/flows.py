@@ -404,7 +404,7 @@ class Flow(Model):
             return None
         device = next(self.parameters()).device
         if y is None:  # the "no label" row
-            return torch.full((batch,), self.config.num_classes, device=device)
+            return torch.full((batch,), self.config.num_classes, dtype=torch.long, device=device)
         if not isinstance(y, Tensor) or y.dtype not in (torch.int64, torch.int32):
             given = f"dtype {y.dtype}" if isinstance(y, Tensor) else type(y).__name__
             raise TypeError(

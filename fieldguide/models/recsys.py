@@ -357,7 +357,7 @@ def _check_ids(
     if ids.ndim != 3 or ids.shape[1] != len(rows) or ids.shape[2] < 1 or wrong_batch:
         raise ValueError(f"{owner} expects {noun} of shape {shape}; got {tuple(ids.shape)}.")
     check_device(ids, like.device, owner=owner, name=noun)
-    if ids.numel() > 0:
+    if ids.numel() > 0 and not torch.compiler.is_exporting():  # export cannot trace a scan
         low = ids.amin(dim=(0, 2))  # (F,)
         high = ids.amax(dim=(0, 2))  # (F,)
         limit = torch.tensor(rows, device=ids.device)

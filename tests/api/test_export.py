@@ -14,8 +14,6 @@ from sklearn.datasets import load_iris
 from fieldguide.api.export import (
     FORMATS,
     SUFFIXES,
-    _inputs,
-    _write,
     export,
     export_model,
     load_exported,
@@ -32,11 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # and relative; measured: 0 for torch's runtimes, up to 3e-6 for ONNX Runtime.
 TOL = 1e-5
 FAMILIES = ["mlp", "resnet-tiny", "vit-tiny", "bert-tiny", "gpt-tiny", "gru", "tcn-small"]
-# torch.export is refused for these, and the reason is a check in fieldguide, not torch: the
-# token-id range check reads int(x.min()) (layers/shapes.py check_token_ids), a data-dependent
-# value torch.export cannot trace. Skipping that scan while torch.compiler.is_exporting() would
-# let them export; then these cases pass and REFUSALS must drop the entry.
-ID_CHECK_BLOCKS = {"bert-tiny", "gpt-tiny"}
 CASES = [(name, format) for name in FAMILIES for format in FORMATS]
 
 
@@ -78,19 +71,6 @@ def test_exported_file_equals_eager_at_a_new_batch_size_and_length(tmp_path, nam
     assert export_model(model, path, format) == path
     _assert_equal_to_eager(model, path, format)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
-
-
-@pytest.mark.parametrize("name", sorted(ID_CHECK_BLOCKS))
-@pytest.mark.xfail(
-    strict=True,
-    reason="layers/shapes.py check_token_ids reads int(x.min()) and int(x.max()), which "
-    "torch.export cannot trace (data-dependent); REFUSALS refuses torch.export for them",
-)
-def test_token_models_export_to_torch_export_once_the_id_check_allows_it(tmp_path, name):
-    model = _model(name)
-    path = tmp_path / "model.pt2"
-    _write(model, path, "torch.export", _inputs(model, None), given=False)  # past REFUSALS
-    _assert_equal_to_eager(model, path, "torch.export")
 
 
 def test_onnx_file_names_its_inputs_and_dynamic_axes(tmp_path):
@@ -249,10 +229,9 @@ def test_docs_export_md_is_current():
 
 
 def test_presets_of_one_class_can_differ_by_config():
-    # Hyena's filters export to torch.export, S4D's kernel does not; a conditional flow's
-    # unlabelled path does not export to ONNX, an unconditional one does (docs/export.md).
+    # Hyena's filters export to torch.export, S4D's kernel does not (docs/export.md).
     assert "torch.export" in supported_formats(create_model("hyena"))
     assert "torch.export" not in supported_formats(create_model("s4d"))
     assert supported_formats(create_model("realnvp")) == FORMATS
-    assert supported_formats(create_model("realnvp-cond")) == ("torchscript", "torch.export")
+    assert supported_formats(create_model("realnvp-cond")) == FORMATS  # labels made int64
     assert supported_formats(create_model("graphsage-max")) == ("torchscript",)
