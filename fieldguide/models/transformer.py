@@ -840,11 +840,12 @@ class PretrainedEncoder(TransformerEncoder):
     text_tokenizer: ClassVar[str] = "minilm"
     # Fine-tuning recipe (train/finetune.py `recipe_for`; flags override it): the new head at
     # 1e-3, the pretrained body at 5e-5 (body_lr 0.05) as BERT's authors fine-tune, warm-up
-    # 10 %, a few epochs.
+    # 10 %, one epoch: on Rotten Tomatoes validation accuracy was 0.837 after one epoch and
+    # 0.845 after two, at twice the time (benchmarks/finetune_text.py).
     recipe: ClassVar[dict[str, Any]] = {
         "lr": 1e-3,
         "body_lr": 0.05,
-        "epochs": 2,
+        "epochs": 1,
         "batch_size": 32,
         "warmup_fraction": 0.1,
         "weight_decay": 0.01,

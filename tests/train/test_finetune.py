@@ -79,7 +79,7 @@ def test_meaningless_combinations_are_refused(options, named):
 
 def test_recipe_of_a_pretrained_preset_yields_to_what_the_user_set():
     recipe = recipe_for("minilm", {})
-    assert recipe["lr"] == 1e-3 and recipe["body_lr"] == 0.05 and recipe["epochs"] == 2
+    assert recipe["lr"] == 1e-3 and recipe["body_lr"] == 0.05 and recipe["epochs"] == 1
     assert "lr" not in recipe_for("minilm", {"lr": 2e-5})
     assert "body_lr" not in recipe_for("minilm", {"freeze": "body"})
     assert "body_lr" not in recipe_for("minilm", {"lora": 8})
