@@ -43,7 +43,13 @@ from fieldguide.api import train
 from fieldguide.data.fashion_mnist import read_idx
 from fieldguide.data.starters import FASHION_MNIST_FILES
 
-MODELS = ("mobilenetv2", "mobilenetv2-scratch", "resnet-tiny")
+# name -> (model, recipe): the probe trains the head alone on the frozen ImageNet features.
+MODELS = {
+    "mobilenetv2-probe": ("mobilenetv2", {"freeze": "body"}),
+    "mobilenetv2": ("mobilenetv2", {}),
+    "mobilenetv2-scratch": ("mobilenetv2-scratch", {}),
+    "resnet-tiny": ("resnet-tiny", {}),
+}
 
 
 def write_subset(root: Path, size: int, seed: int = 0) -> Path:
@@ -73,13 +79,15 @@ def main() -> None:
         for size in (int(s) for s in args.sizes.split(",")):
             folder = write_subset(Path(tmp), size)
             for model in args.models.split(","):
+                name, recipe = MODELS[model]
                 start = time.perf_counter()
                 result = train(
-                    model,
+                    name,
                     str(folder),
                     runs_dir=Path(tmp) / "runs",
                     progress="quiet",
                     epochs=args.epochs,
+                    **recipe,
                 )
                 took = time.perf_counter() - start
                 m = result.test_metrics
