@@ -171,3 +171,30 @@ def test_from_another_architecture_is_refused_with_the_flag(tmp_path, capsys):
 def test_from_a_folder_without_weights_is_refused(tmp_path):
     with pytest.raises(OptionError, match="has no model.safetensors"):
         _train(tmp_path / "b", init_from=str(tmp_path))
+
+
+# -- resume: the adapted or probed model is rebuilt by `prepare`, then the checkpoint fills it --
+@pytest.mark.parametrize("options", [{"lora": 2}, {"freeze": "body"}, {"body_lr": 0.1}])
+def test_a_stopped_fine_tune_resumes_bitwise_equal_to_an_uninterrupted_one(tmp_path, options):
+    from fieldguide.train.loop import Trainer
+
+    from .helpers import task_and_model
+    from .test_loop import assert_same_weights, stop_at
+
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, seed=3, **options)
+
+    def fit(folder, callbacks=(), resume=False, init_seed=0):
+        task, model = task_and_model(seed=init_seed)
+        prepare(model, cfg)
+        trainer = Trainer(
+            model, task, cfg, checkpoint_dir=folder, callbacks=callbacks, progress="quiet"
+        )
+        return trainer, trainer.fit(resume=resume)
+
+    reference, _ = fit(tmp_path / "a")
+    _, stopped = fit(tmp_path / "b", callbacks=[stop_at(5)])
+    assert stopped.status == "interrupted"
+    # A new process builds other weights; prepare + the checkpoint must give the same run.
+    resumed, final = fit(tmp_path / "b", resume=True, init_seed=123)
+    assert final.status == "finished"
+    assert_same_weights(reference.model, resumed.model)
