@@ -145,6 +145,9 @@ def render_report(
     notes = list(getattr(result, "notes", []))
     notes += [note for note in data_notes(data) if note not in notes]
     notes_section = "".join(f"- {note}\n" for note in notes)
+    from fieldguide.api.costs import checklist
+
+    checks = checklist(run, task, net, result, run_dir)  # never raises; reasons go in the text
     if notes_section:
         notes_section = f"\n## Notes\n\n{notes_section}"
     return f"""# {run.model} on {data.name}
@@ -165,6 +168,6 @@ def render_report(
 | metric | value | meaning |
 | --- | --- | --- |
 {rows}
-{baseline_section}{notes_section}
+{baseline_section}{checks}{notes_section}
 Repeat this run: `fieldguide train --config {run_dir / "config.toml"}`
 """
