@@ -14,6 +14,21 @@ regression, whose C is chosen on validation (the baselines every text run report
 
 Run: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/finetune_text.py [--modes
 probe,full,lora] [--epochs N]` (torch's default threads: 2 here).
+
+Measured on the quiet 2-core machine with the recipe (1 epoch), two torch threads; wall time
+includes reading and tokenizing the data, validation, the test split and the baselines:
+
+| model | test accuracy | macro-F1 | train s | wall s |
+| --- | --- | --- | --- | --- |
+| minilm probe (`--freeze body`) | 0.744 | 0.726 | 63 | 112 |
+| minilm full fine-tune (the recipe) | 0.826 | 0.822 | 255 | 306 |
+| minilm LoRA rank 8 (1.3 % of weights train) | 0.826 | 0.822 | 259 | 295 |
+| TF-IDF 1-2-grams + logistic regression | 0.776 | 0.766 | | |
+| majority class of train | 0.578 | 0.366 | | |
+
+With `--epochs 2` (cores shared with other jobs, so no times): full 0.841, LoRA 0.839, probe
+0.768. A fine-tune passes TF-IDF by 5 points in one epoch; the probe does not reach it, since
+frozen sentence embeddings lose word-level sentiment cues that n-grams keep.
 """
 
 from __future__ import annotations
