@@ -16,16 +16,12 @@ def _needs_missing_weights(name: str) -> bool:
 
     if name not in list_models() or not getattr(get_entry(name).config, "pretrained", False):
         return False
-    from fieldguide.models.mobilenet import MobileNetV2, weights_path
+    from fieldguide.models.mobilenet import MobileNetV2, weights_installed
     from fieldguide.models.pretrained import MINILM
 
     if get_entry(name).cls is not MobileNetV2:
         return not MINILM.installed()
-    try:
-        weights_path()
-    except ValueError:
-        return True
-    return False
+    return not weights_installed()
 
 
 def pytest_collection_modifyitems(config, items):

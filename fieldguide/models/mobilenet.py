@@ -204,6 +204,15 @@ def weights_path() -> Path:
     return path
 
 
+def weights_installed() -> bool:
+    """Whether the carrier package's weights file is there (its hash is checked on loading)."""
+    try:
+        weights_path()
+    except ValueError:
+        return False
+    return True
+
+
 def pretrained_state() -> dict[str, Tensor]:
     """Torchvision's ImageNet MobileNetV2 state dict, after its sha256 is checked."""
     path = weights_path()

