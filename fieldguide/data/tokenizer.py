@@ -95,13 +95,18 @@ class ByteTokenizer:
         return pad_batch(rows)
 
 
-def pad_batch(rows: Sequence[Sequence[int]], width: int | None = None) -> tuple[Tensor, Tensor]:
-    """Right-pad id lists to (B, T) with PAD; T is `width`, or the longest row; and lengths (B,)."""
+def pad_batch(
+    rows: Sequence[Sequence[int]], width: int | None = None, pad: int = PAD
+) -> tuple[Tensor, Tensor]:
+    """Right-pad id lists to (B, T) with `pad`; T is `width`, or the longest row; and lengths (B,).
+
+    `pad` is the byte tokenizer's PAD unless another vocabulary's (WordPiece's 0) is given.
+    """
     lengths = np.array([len(r) for r in rows], dtype=np.int64)
     width = int(lengths.max(initial=0)) if width is None else width
     if len(rows) and int(lengths.max()) > width:
         raise ValueError(f"pad_batch got a row of {int(lengths.max())} ids for width {width}.")
-    ids = np.full((len(rows), width), PAD, dtype=np.int64)
+    ids = np.full((len(rows), width), pad, dtype=np.int64)
     for i, row in enumerate(rows):  # numpy rows fill from lists far faster than torch's
         ids[i, : len(row)] = row
     return torch.from_numpy(ids), torch.from_numpy(lengths)

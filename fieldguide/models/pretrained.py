@@ -43,7 +43,7 @@ class Carrier:
                 f"{self.what} needs the package {self.install.split()[-1]}, which is not "
                 f"installed; install it with: {self.install}"
             )
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = _sha256(path)
         if digest != self.files[name]:
             raise ValueError(
                 f"{path} has sha256 {digest[:12]}..., not the pinned {self.files[name][:12]}...; "
@@ -57,6 +57,18 @@ class Carrier:
 
         folder = package_dir(self.package)
         return folder is not None and all(Path(folder, f).is_file() for f in self.files)
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, this process
+
+
+def _sha256(path: Path) -> str:
+    """The file's sha256, hashed once per process while its size and mtime stay the same."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _DIGESTS[key]
 
 
 MINILM = Carrier(

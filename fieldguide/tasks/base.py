@@ -196,15 +196,17 @@ class Task:
         device: str = "cpu",
         batch_size: int = 256,
         autocast: AbstractContextManager | None = None,
+        order: Tensor | None = None,
     ) -> Iterator[tuple[Tensor, tuple[Tensor, ...]]]:
         """(index, batch on `device`) over the examples `evaluate` reads, in order.
 
         The loop body runs in eval mode, without gradients and under `autocast`; the model's
-        own mode comes back afterwards, even on error or an early break.
+        own mode comes back afterwards, even on error or an early break. `order` (a
+        permutation of the examples) visits them in that order instead.
         """
-        total = self.eval_size(split)
+        order = torch.arange(self.eval_size(split)) if order is None else order
         with evaluating(model):
-            for index in torch.arange(total).split(batch_size):
+            for index in order.split(batch_size):
                 batch = tuple(t.to(device) for t in self.batch(split, index))
                 with autocast or nullcontext():
                     yield index, batch
@@ -218,8 +220,17 @@ class Task:
             **eval_options: `device` ("cpu"), `batch_size` (256) and `autocast` (None), as for
                 `eval_batches`.
         """
-        batches = self.eval_batches(model, split, **eval_options)
-        return torch.cat([self.outputs(model, batch).float().cpu() for _, batch in batches])
+        order = self.eval_order(split)
+        batches = self.eval_batches(model, split, order=order, **eval_options)
+        out = torch.cat([self.outputs(model, batch).float().cpu() for _, batch in batches])
+        return out if order is None else torch.empty_like(out).index_copy_(0, order, out)
+
+    def eval_order(self, split: str) -> Tensor | None:
+        """The order `predict` computes `split` in (its result stays in split order); None: as is.
+
+        A task whose batch cost depends on which examples share it (padding) may group them.
+        """
+        return None
 
     def evaluate(self, model: nn.Module, split: str, **eval_options: Any) -> dict[str, float]:
         """Metrics of `split`, named "<split>/<metric>" for each of `metric_names`."""

@@ -12,7 +12,6 @@ with a `head` field is given head="sequence". Loss and metrics: those of `Classi
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import torch
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from fieldguide.data.base import ClassificationData
 from fieldguide.data.tokenizer import PAD, VOCAB_SIZE
 from fieldguide.models.base import DataSpec
-from fieldguide.tasks.base import SPLITS, evaluating
+from fieldguide.tasks.base import SPLITS
 from fieldguide.tasks.classification import ClassificationTask
 from fieldguide.tasks.sequence_classification import split_lengths
 
@@ -87,23 +86,13 @@ class TextClassificationTask(ClassificationTask):
             tuple(self.data.input_shape), k, vocab_size=self.vocab_size, description=f"{k} classes"
         )
 
-    def predict(self, model: nn.Module, split: str, **eval_options: Any) -> Tensor:
-        """Outputs of every text of `split`, in the split's order, computed shortest first.
+    def eval_order(self, split: str) -> Tensor:
+        """Shortest texts first: batches of similar length pad little.
 
-        Batches of texts of similar length pad little (a text's output does not depend on
-        its batch's padding), so evaluation costs what the real tokens cost.
+        A text's output does not depend on its batch's padding, so this changes the cost of
+        evaluation, not its result.
         """
-        order = self._lengths[split].argsort(stable=True)
-        batch_size = eval_options.pop("batch_size", 256)
-        device = eval_options.get("device", "cpu")
-        outputs = []
-        with evaluating(model):
-            for index in order.split(batch_size):
-                batch = tuple(t.to(device) for t in self.batch(split, index))
-                with eval_options.get("autocast") or nullcontext():
-                    outputs.append(self.outputs(model, batch).float().cpu())
-        ordered = torch.cat(outputs)
-        return torch.empty_like(ordered).index_copy_(0, order, ordered)
+        return self._lengths[split].argsort(stable=True)
 
     def baselines(self, split: str) -> dict[str, dict[str, float]]:
         """The majority class, and TF-IDF + logistic regression on the raw texts when known.

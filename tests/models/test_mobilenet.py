@@ -1,6 +1,7 @@
 """MobileNetV2 and its offline ImageNet weights (torchvision's, from an installed package)."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -77,7 +78,8 @@ def test_other_classes_keep_the_pretrained_body_and_start_a_fresh_head():
 
 def test_a_damaged_or_missing_weights_file_is_refused_in_one_sentence(monkeypatch, tmp_path):
     if mobilenet.weights_installed():
-        monkeypatch.setattr(mobilenet, "WEIGHTS_SHA256", "0" * 64)
+        damaged = {mobilenet.WEIGHTS_FILE: "0" * 64}
+        monkeypatch.setattr(mobilenet, "WEIGHTS", replace(mobilenet.WEIGHTS, files=damaged))
         with pytest.raises(ValueError, match="has sha256 .* not the pinned 000000000000"):
             create_model("mobilenetv2")
     monkeypatch.setattr("fieldguide.data.starters.package_dir", lambda module: None)
