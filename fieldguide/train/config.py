@@ -138,6 +138,7 @@ class TrainConfig:
 
     epochs: int = 30  # passes over the training split
     max_steps: int = 0  # stop after this many optimizer steps (the schedule fits them); 0: no cap
+    time_limit: float = 0.0  # seconds of training, then evaluate and finish; 0: no limit
     batch_size: int = 64  # examples per micro-batch
     lr: float = 3e-3  # peak learning rate, reached at the end of warmup
     weight_decay: float = 0.05  # on weights only: never norms, biases, embeddings
@@ -171,6 +172,7 @@ class TrainConfig:
             self,
             epochs={"minimum": 1},
             max_steps={"minimum": 0},
+            time_limit={"minimum": 0},
             batch_size={"minimum": 1},
             lr={"above": 0},
             weight_decay={"minimum": 0},

@@ -197,6 +197,13 @@ class Trainer:
                 "batch_size",
                 owner="TrainConfig",
             )
+        if config.time_limit and self.world.size > 1:
+            raise OptionError(
+                "{time_limit} is measured by each process's own clock, so ranks would stop at "
+                "different steps; use --max-steps as the budget with several processes.",
+                "time_limit",
+                owner="TrainConfig",
+            )
         self.device = pick_device(config.device)
         if self.world.size > 1 and self.device == "cuda":
             self.device = f"cuda:{self.world.local_rank}"  # one device per rank
@@ -212,6 +219,7 @@ class Trainer:
         self.best_weights: dict[str, Tensor] | None = None
         self.last_checkpoint: Path | None = None
         self._stop_requested = False
+        self._out_of_time = False  # the time limit ended training inside an epoch
         self._stop_agreed = False  # with several ranks: some rank asked before the last reduce
         self._sparse: set[str] = set()  # parameters with sparse gradients (several ranks only)
         self._pending: list[Tensor] = []  # losses not yet checked for NaN, with their steps
@@ -496,14 +504,22 @@ class Trainer:
         cfg, s = self.config, self.state
         self.progress.start(self.total_steps, s.step)
         self.model.train()
-        while s.epoch < cfg.epochs and not s.stopped_early and s.step < self.total_steps:
+        while (
+            s.epoch < cfg.epochs
+            and not s.stopped_early
+            and s.step < self.total_steps
+            and not self._out_of_time
+        ):
             windows = self._epoch_micro_batches(s.epoch)
             windows = [
                 windows[i : i + cfg.accumulate] for i in range(0, len(windows), cfg.accumulate)
             ]
             tick = time.perf_counter()
-            while s.position < len(windows) and s.step < self.total_steps:
+            while s.position < len(windows) and s.step < self.total_steps and not self._out_of_time:
                 self._train_step(windows[s.position])
+                spent = s.train_seconds + time.perf_counter() - tick
+                if cfg.time_limit and spent >= cfg.time_limit:
+                    self._out_of_time = True
                 if len(self._pending) >= CHECK_EVERY:
                     self._check_losses()
                 for callback in self.callbacks:
@@ -543,6 +559,11 @@ class Trainer:
                 callback(self, record)
             if self._stopping(at_epoch_end=True):  # Ctrl-C or an epoch callback; saved
                 return self._stopped()
+        if self._out_of_time:
+            self.notes.append(
+                f"the time limit ({cfg.time_limit:g} s) ended training after step {s.step} of "
+                f"{self.total_steps}; the learning-rate schedule was planned for all of them"
+            )
         return "early_stopped" if s.stopped_early else "finished"
 
     def _stopping(self, at_epoch_end: bool = False) -> bool:

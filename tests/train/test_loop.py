@@ -332,3 +332,26 @@ def test_a_checkpoint_from_before_a_recipe_field_existed_resumes(tmp_path, monke
     trainer = Trainer(model, task, changed, checkpoint_dir=tmp_path / "r", progress="quiet")
     with pytest.raises(ValueError, match="differs in lr"):
         trainer.fit(resume=True)
+
+
+def test_time_limit_ends_training_inside_an_epoch_evaluates_and_says_so():
+    slow = []
+
+    def sleep_each_step(trainer):  # each step takes at least 20 ms of training time
+        time.sleep(0.02)
+        slow.append(trainer.state.step)
+
+    cfg = TrainConfig(epochs=50, batch_size=8, lr=1e-2, seed=1, time_limit=0.1)
+    trainer, result = fit(cfg, callbacks=[sleep_each_step])
+    planned = 50 * math.ceil(100 / 8)
+    assert result.status == "finished"
+    assert 1 <= result.step < planned  # stopped well before the plan
+    assert result.history and result.history[-1]["step"] == result.step  # evaluated at the stop
+    assert any("time limit" in note for note in result.notes)
+    _, unlimited = fit(TrainConfig(epochs=1, batch_size=8, lr=1e-2, seed=1))
+    assert not any("time limit" in note for note in unlimited.notes)
+
+
+def test_a_negative_time_limit_is_refused_naming_it():
+    with pytest.raises(OptionError, match="time_limit"):
+        TrainConfig(time_limit=-1)
