@@ -667,15 +667,11 @@ def _classes_rule(model: str, row: Row, needs: Needs) -> list[Effect]:
 def _imbalance_rule(model: str, row: Row, needs: Needs) -> list[Effect]:
     if needs.imbalance is None or needs.imbalance < IMBALANCED:
         return []
-    how = "--loss focal" if row.task == "segmentation" else "--class-weights balanced"
+    ratio = f"classes {needs.imbalance:g}:1 out of balance"
     if model in CLASSICAL:
-        how = "balanced class weights"
-    return [
-        Effect(
-            "imbalance",
-            f"classes {needs.imbalance:g}:1 out of balance: trained with {how}",
-        )
-    ]
+        return [Effect("imbalance", f"{ratio}: judge it by per-class F1, not accuracy")]
+    how = "--loss focal" if row.task == "segmentation" else "--class-weights balanced"
+    return [Effect("imbalance", f"{ratio}: trained with {how}")]
 
 
 def _streaming_rule(model: str, row: Row, needs: Needs) -> list[Effect]:
@@ -716,7 +712,8 @@ def _latency_rule(model: str, row: Row, needs: Needs) -> list[Effect]:
         return [
             Effect(
                 "latency",
-                f"{what}: usually under {ms:g} ms per input on a CPU, within {needs.latency_ms:g}",
+                f"{what}: usually under {ms:g} ms per input on a CPU, within {needs.latency_ms:g} "
+                f"ms",
             )
         ]
     return [
@@ -944,13 +941,19 @@ class Ranked:
 
     @property
     def meets(self) -> list[str]:
-        """The sentences of the constraints it meets."""
-        return [e.sentence for e in self.effects if e.met]
+        """The sentences of the constraints it meets (and that do not count against it)."""
+        return [e.sentence for e in self.effects if e.met and e.move <= 0]
 
     @property
     def breaks(self) -> list[str]:
-        """The sentences of the constraints it breaks."""
-        return [e.sentence for e in self.effects if not e.met]
+        """The sentences that count against it: broken constraints, then those that demote."""
+        hard = [e.sentence for e in self.effects if not e.met]
+        return hard + [e.sentence for e in self.effects if e.met and e.move > 0]
+
+    @property
+    def broken(self) -> int:
+        """How many constraints it cannot meet at all (a pick that breaks one ranks last)."""
+        return sum(not e.met for e in self.effects)
 
 
 def rank(row: Row, needs: Needs) -> list[Ranked]:
@@ -960,11 +963,12 @@ def rank(row: Row, needs: Needs) -> list[Ranked]:
         found = effects(model, row, needs)
         position = index + sum(e.move for e in found)
         ups = [e for e in found if e.move < 0 and e.met]
-        rule = min(ups, key=lambda e: e.move).rule if ups else row.rule
-        if ups and model != row.pick:
-            rule = f"{rule} (over {row.rule})"
+        source = f"§0 {row.guide}" if row.guide else f"fieldguide {row.modality}/{row.task}"
+        rule = row.rule if model == row.pick else f"{source}: alternative to {row.pick}"
+        if ups:
+            rule = f"{min(ups, key=lambda e: e.move).rule}, over {row.rule}"
         ranked.append(Ranked(model, position, tuple(found), rule))
-    order = sorted(range(len(ranked)), key=lambda i: (len(ranked[i].breaks), ranked[i].position, i))
+    order = sorted(range(len(ranked)), key=lambda i: (ranked[i].broken, ranked[i].position, i))
     return [ranked[i] for i in order]
 
 

@@ -81,7 +81,7 @@ def auto_model(modality: str, input_shape: tuple[int, ...], **facts: Any) -> tup
 def _not_first(row: Row, ranked: list[Any]) -> str:
     """Why the row's own pick is not the one chosen: its first broken constraint."""
     mine = next(r for r in ranked if r.model == row.pick)
-    if mine.breaks:
+    if mine.broken:
         return f"because {row.pick} (the first pick) is out: {mine.breaks[0]}"
     down = [e for e in mine.effects if e.move > 0]
     if down:
