@@ -1,7 +1,7 @@
 """Low-rank adapters (LoRA, Hu et al., 2021) for any family: train r(m + n) weights, not mn.
 
-A frozen pretrained layer W (out x in) gets a trainable low-rank update, guide §14
-("pretrained encoders and adapters save time and energy")::
+A frozen pretrained layer W (out x in) gets a trainable low-rank update, a small share of
+the training a full fine-tune costs (docs/guide/README.md#training-habits)::
 
     y = W x + b + (alpha / r) * B A dropout(x)        A: (r, in), B: (out, r)
 

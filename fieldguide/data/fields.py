@@ -1,6 +1,6 @@
 """Fields rows for recommenders and click models: dense numbers plus bags of categorical ids.
 
-Wide & Deep, DeepFM and DLRM (field guide §9) read each row as D dense features and F
+Wide & Deep, DeepFM and DLRM (docs/guide/recsys.md) read each row as D dense features and F
 categorical fields; field f is a bag of up to L ids, right-padded with id 0, that index its own
 embedding table of `cardinalities[f]` rows. Letters: N rows, D dense width, F fields, L bag.
 

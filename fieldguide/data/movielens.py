@@ -1,6 +1,6 @@
 """MovieLens-100k as implicit feedback, split and sampled by the NCF protocol.
 
-The protocol of He et al. 2017, "Neural Collaborative Filtering" (field guide §9): a rating of
+The protocol of He et al. 2017, "Neural Collaborative Filtering" (docs/guide/recsys.md): a rating of
 at least `min_rating` (4) is a positive, every other (user, item) pair is unobserved. For each
 user, positives ordered by (timestamp, item id) give the LAST one as the test item and the
 one before it as the validation item (leave-one-out); the rest are training positives. Each

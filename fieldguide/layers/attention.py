@@ -1,4 +1,4 @@
-"""Multi-head attention and the pre-norm Transformer block (guide §6).
+"""Multi-head attention and the pre-norm Transformer block (see docs/guide/transformer.md).
 
 Letters: B batch, T query steps, S key steps, D width, h heads, D/h the width of one head.
 

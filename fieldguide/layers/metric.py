@@ -1,4 +1,4 @@
-"""Losses for metric learning: embeddings whose distances mean something (guide §8).
+"""Metric-learning losses: embeddings whose distances mean something (docs/guide/contrastive.md).
 
 Letters: N batch (embeddings), E embedding width, C classes (ArcFace centres).
 

@@ -1,4 +1,6 @@
-"""Siamese / two-tower embedding networks (guide §8). Letters: B batch, E embedding width.
+"""Siamese / two-tower embedding networks (docs/guide/contrastive.md).
+
+Letters: B batch, E embedding width.
 
 An `Embedder` wraps any registered backbone that reads images, vectors, sequences or tokens.
 The backbone's per-example output (width `feature_dim`) feeds a projection head (a linear

@@ -1,4 +1,6 @@
-"""Denoising diffusion (guide §10). Letters: B batch, C channels, H×W spatial, T diffusion steps.
+"""Denoising diffusion (docs/guide/diffusion.md).
+
+Letters: B batch, C channels, H×W spatial, T diffusion steps.
 
 Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models" (2020); Song, Meng & Ermon,
 "Denoising Diffusion Implicit Models" (2021); Nichol & Dhariwal, "Improved DDPM" (2021, the

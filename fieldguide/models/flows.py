@@ -1,4 +1,6 @@
-"""RealNVP normalizing flows (guide §11). Letters: B batch, D features, C channels, H×W spatial.
+"""RealNVP normalizing flows (docs/guide/flows.md).
+
+Letters: B batch, D features, C channels, H×W spatial.
 
 Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP" (2017), with Glow's ActNorm
 (Kingma & Dhariwal, 2018). A flow is an invertible map f from data x to a latent z of the same

@@ -1,4 +1,4 @@
-"""Graph neural networks: GCN, GAT and GraphSAGE on sparse edges (guide §7).
+"""Graph neural networks: GCN, GAT and GraphSAGE on sparse edges (docs/guide/gnn.md).
 
 Letters: N nodes, E edges, C features, D width, h heads, G graphs.
 

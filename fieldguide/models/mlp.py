@@ -1,4 +1,4 @@
-"""Multi-layer perceptron for dense features (guide §1). Letters: B batch, D features.
+"""Multi-layer perceptron for dense features (docs/guide/mlp.md). Letters: B batch, D features.
 
 The guide's first pick for tabular data and the head on top of other encoders. Each hidden
 block is Linear -> norm -> activation -> dropout; with `residual=True` a block adds its input
@@ -61,7 +61,7 @@ class HiddenBlock(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         # Only a block whose width does not change can add its input back.
         self.residual = config.residual and in_dim == config.hidden_dim
-        # Xavier suits tanh, Kaiming (He) the ReLU family (guide §13).
+        # Xavier suits tanh, Kaiming (He) the ReLU family (docs/guide/README.md#training-habits).
         if config.activation == "tanh":
             nn.init.xavier_uniform_(self.linear.weight)
         else:

@@ -1,4 +1,4 @@
-"""Recommender models: Wide & Deep, DLRM and a two-tower retriever (guide §9).
+"""Recommender models: Wide & Deep, DLRM and a two-tower retriever (docs/guide/recsys.md).
 
 Letters: B batch, D dense features, F categorical fields, L ids per bag, E embedding width,
 P crossed pairs, N items.

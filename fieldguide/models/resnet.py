@@ -1,4 +1,4 @@
-"""Residual networks (guide §2). Letters: B batch, C channels, H×W spatial.
+"""Residual networks (docs/guide/resnet.md). Letters: B batch, C channels, H×W spatial.
 
 He et al., "Deep Residual Learning for Image Recognition" (2016). Each block learns a residual
 F(x) and adds it to a shortcut: the identity when the shape is unchanged, a 1x1 convolution
@@ -31,7 +31,7 @@ class ResNetConfig:
     out_dim: int = 1000
     stem: Literal["imagenet", "small"] = "imagenet"  # 7x7/2 + max-pool, or 3x3/1 for tiny images
     stem_width: int = 64
-    norm: Literal["batch", "group"] = "batch"  # group norm for tiny batches (guide §16)
+    norm: Literal["batch", "group"] = "batch"  # group norm for tiny batches (docs/guide/README.md)
     zero_init_residual: bool = False  # start each block as the identity on its residual path
     dropout: float = 0.0  # before the classifier
 
@@ -179,7 +179,7 @@ class ResNet(Model):
 
     def _init_weights(self) -> None:
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):  # He init for ReLU networks (guide §13)
+            if isinstance(m, nn.Conv2d):  # He init for ReLU networks (docs/guide/README.md)
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
                 nn.init.ones_(m.weight)

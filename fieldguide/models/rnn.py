@@ -1,4 +1,6 @@
-"""Recurrent networks: vanilla RNN, GRU and LSTM (guide §4). Letters: B batch, T time, C channels.
+"""Recurrent networks: vanilla RNN, GRU and LSTM (docs/guide/rnn.md).
+
+Letters: B batch, T time, C channels.
 
 Elman, "Finding Structure in Time" (1990); Hochreiter & Schmidhuber, "Long Short-Term Memory"
 (1997); Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder" (2014, the GRU).
@@ -85,10 +87,10 @@ class RNN(SequenceModel):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Guide §13, as in Keras: orthogonal recurrent matrices keep the norm of h through
-        # time at init; Xavier for input weights (the gates are sigmoid and tanh); zero biases.
-        # Each weight stacks one (hidden_dim, ·) block per gate, and each block gets its own
-        # init, so every gate's recurrent matrix is orthogonal on its own.
+        # As in Keras (docs/guide/README.md#training-habits): orthogonal recurrent matrices keep
+        # the norm of h through time at init; Xavier for input weights (the gates are sigmoid and
+        # tanh); zero biases. Each weight stacks one (hidden_dim, ·) block per gate, and each
+        # block gets its own init, so every gate's recurrent matrix is orthogonal on its own.
         h = self.config.hidden_dim
         with torch.no_grad():
             for name, param in self.recurrent.named_parameters():

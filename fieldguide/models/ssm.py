@@ -1,4 +1,4 @@
-"""State-space and long-convolution sequence models (guide §12).
+"""State-space and long-convolution sequence models (see docs/guide/ssm.md).
 
 Letters: B batch, T time, C input channels, D width, N state size.
 

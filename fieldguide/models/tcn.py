@@ -1,4 +1,6 @@
-"""Temporal convolutional networks (guide §5). Letters: B batch, T time, C channels, D width.
+"""Temporal convolutional networks (docs/guide/tcn.md).
+
+Letters: B batch, T time, C channels, D width.
 
 Bai, Kolter & Koltun, "An Empirical Evaluation of Generic Convolutional and Recurrent Networks
 for Sequence Modeling" (2018). A stack of residual blocks, each two dilated convolutions with

@@ -1,4 +1,4 @@
-"""Transformers on token ids: encoder, decoder and encoder-decoder (guide §6).
+"""Transformers on token ids: encoder, decoder and encoder-decoder (docs/guide/transformer.md).
 
 Letters: B batch, T (target) time, S source time, D width, h heads, V vocabulary size.
 
@@ -354,7 +354,7 @@ class TokenModel(Model):
         )
 
     def no_weight_decay(self) -> set[str]:
-        """Token and position tables: decay would pull rare ids toward zero (guide §13)."""
+        """Token and position tables: decay pulls rare ids toward zero (docs/guide/README.md)."""
         return {
             f"{name}.weight"
             for name, module in self.named_modules()

@@ -1,4 +1,6 @@
-"""U-Net for per-pixel prediction (guide §3). Letters: B batch, C channels, H×W spatial, K classes.
+"""U-Net for per-pixel prediction (docs/guide/unet.md).
+
+Letters: B batch, C channels, H×W spatial, K classes.
 
 Ronneberger, Fischer & Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation"
 (2015). An encoder halves H×W `depth` times while widening the features; a decoder doubles H×W
@@ -56,7 +58,7 @@ class UNetConfig:
     # Width of level i is hidden_dim * channel_mults[i], for levels 0..depth; () doubles per
     # level (1, 2, 4, ..., 2^depth), as in the paper.
     channel_mults: tuple[int, ...] = ()
-    norm: Literal["group", "batch", "none"] = "group"  # group suits small batches (guide §16)
+    norm: Literal["group", "batch", "none"] = "group"  # suits small batches (docs/guide/README.md)
     upsample: Literal["transpose", "bilinear"] = "transpose"  # 2x2/2 up-conv, or bilinear + 1x1
     residual: bool = False  # add a shortcut around the two convolutions of each block
     dropout: float = 0.0  # between the two convolutions of every block

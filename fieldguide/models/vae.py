@@ -1,4 +1,4 @@
-"""Convolutional variational autoencoder (guide §17).
+"""Convolutional variational autoencoder (see docs/guide/vae.md).
 
 Letters: B batch, C channels, H×W spatial, P the padded H, L latent, K classes.
 

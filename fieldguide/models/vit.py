@@ -1,4 +1,4 @@
-"""Vision Transformer (guide §0, §6): images as sequences of patch tokens.
+"""Vision Transformer (docs/guide/vit.md): images as sequences of patch tokens.
 
 Letters: B batch, C channels, H×W spatial, P patch side, N = (H/P)·(W/P) patches, D width,
 h heads.
@@ -12,9 +12,9 @@ LayerNorm; the class token's state (or the mean of the patch tokens, pool "mean"
 linear head.
 
 A ViT has none of a CNN's locality or translation equivariance: only the position embeddings
-tell it where a patch sits, which is why it needs much data or heavy augmentation (guide §0
-lists it as a pick when pretrained). Since the position table has one row per patch of an
-image_size × image_size input, the model takes exactly that input size.
+tell it where a patch sits, which is why it needs much data or heavy augmentation (the selection
+table of docs/guide/README.md lists it as a pick when pretrained). Since the position table has
+one row per patch of an image_size × image_size input, the model takes exactly that input size.
 """
 
 from __future__ import annotations

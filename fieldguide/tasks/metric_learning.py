@@ -1,4 +1,4 @@
-"""Metric learning: embeddings in which examples of a class lie close together (guide §8).
+"""Metric learning: embeddings where examples of one class lie close (docs/guide/contrastive.md).
 
 Data: any labelled images, vectors, sequences or texts (the same readers as classification).
 The real test of a metric space is on classes it never saw, so by default the last half of the

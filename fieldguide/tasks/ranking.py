@@ -1,4 +1,4 @@
-"""Ranking: which items a user will like next, from implicit feedback (guide §9, two towers).
+"""Ranking: which items a user will like next, from implicit feedback (docs/guide/recsys.md).
 
 Data: an `InteractionData` (fieldguide/data/movielens.py): training (user, item) positives,
 and per evaluated user one held-out positive with sampled negatives, the protocol of neural

@@ -1,4 +1,4 @@
-"""Retrieval and verification metrics on embeddings (guide §8), scored by cosine similarity.
+"""Retrieval and verification metrics on embeddings by cosine (docs/guide/contrastive.md).
 
 Letters: N examples, Q queries, G gallery, E embedding width, k neighbours.
 

@@ -2,7 +2,8 @@
 
 Decay shrinks a weight toward zero. That regularises matrices and kernels, but on a norm's
 gain or a bias it only fights the scale the network needs, and on an embedding it punishes
-rare ids most (guide §13, §16). A model can name more parameters through `no_weight_decay()`.
+rare ids most (docs/guide/README.md#training-habits). A model can name more parameters
+through `no_weight_decay()`.
 """
 
 from __future__ import annotations
