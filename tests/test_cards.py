@@ -239,3 +239,27 @@ def test_generator_command_line(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
     assert main(["a", "b"]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+CITING = [
+    *[p for p in (ROOT / "fieldguide" / "models").glob("*.py") if p.name != "classical.py"],
+    *(ROOT / "fieldguide" / "layers").glob("*.py"),
+    *[
+        ROOT / "fieldguide" / p
+        for p in (
+            "tasks/retrieval_metrics.py",
+            "tasks/ranking.py",
+            "tasks/metric_learning.py",
+            "train/params.py",
+            "data/movielens.py",
+            "data/fields.py",
+            "lora.py",
+        )
+    ],
+]
+
+
+@pytest.mark.parametrize("path", CITING, ids=lambda p: p.name)
+def test_code_cites_guide_pages_not_section_numbers(path):
+    text = path.read_text()
+    assert not re.search(r"guide §\d", text, re.I), f"{path}: cite docs/guide/<family>.md instead"

@@ -120,7 +120,7 @@ def index_page(catalog: dict[str, dict[str, Any]]) -> str:
         "",
         "## Which model first",
         "",
-        "| data and task | first pick | why | alternatives |",
+        "| data and task | start with | because | also try |",
         "| --- | --- | --- | --- |",
     ]
     for pick in SELECTION:

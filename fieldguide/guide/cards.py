@@ -229,7 +229,7 @@ FAMILY_CARDS: dict[str, FamilyCard] = {
         ),
         FamilyCard(
             family="unet",
-            title="U-Net (encoder-decoder with skips)",
+            title="U-Net (a pyramid down and up, joined by skips)",
             what=(
                 "An encoder that halves the resolution level by level while widening the "
                 "features, and a decoder that doubles it back, concatenating at each level the "
@@ -500,7 +500,7 @@ FAMILY_CARDS: dict[str, FamilyCard] = {
         ),
         FamilyCard(
             family="gnn",
-            title="Graph neural networks (GCN, GAT, GraphSAGE)",
+            title="Message passing on graphs (GCN, GAT, GraphSAGE)",
             what=(
                 "Message passing over a graph's edges: each layer updates a node from its "
                 "neighbours' features, by a normalised average (GCN), learned attention "
