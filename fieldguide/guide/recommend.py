@@ -90,9 +90,8 @@ def _check_number(name: str, value: Any, *, integer: bool, least: float) -> None
     if not ok:
         raise ValueError(f"{flag} expects {kind}; got {value!r}.")
     if value < least:
-        bound = (
-            "a positive number" if least > 0 and not integer else f"{kind} of at least {least:g}"
-        )
+        positive = least < 1e-9  # "positive" reads better than "at least 1e-12"
+        bound = "a positive number" if positive else f"{kind} of at least {least:g}"
         raise ValueError(f"{flag} expects {bound}; got {value:g}.")
 
 
@@ -137,10 +136,11 @@ def _class_counts(text: str) -> tuple[int | None, list[int]]:
     match = re.search(r"\((\d+) classes\)", text)
     if match is None:
         return None, []
-    listed = text[: match.start()].split(" and ")[0]
+    listed = text[: match.start()].split(" and ")[0].strip()
+    listed = listed.split("classes ", 1)[-1]  # the target line starts "'label', classes "
     counts = []
     for item in listed.split(", "):
-        number = item.rsplit(" ", 1)[-1].replace(",", "")
+        number = item.rsplit(" ", 1)[-1]
         if number.isdigit():
             counts.append(int(number))
     return int(match.group(1)), counts
@@ -181,9 +181,9 @@ def facts_of_data(data: str, target: str | None = None) -> dict[str, Any]:
     classes, counts = _class_counts(facts.get("classes", "") or facts.get("target", ""))
     if classes is not None:
         out["classes"] = classes
-        if counts and len(counts) == classes:
+        if counts and len(counts) == classes:  # every class listed: sizes and balance
             out.setdefault("rows", sum(counts))
-        if counts and min(counts) > 0:
+        if counts and len(counts) == classes and min(counts) > 0:
             out["imbalance"] = round(max(counts) / min(counts), 2)
     if match := re.search(r": (\d+)x(\d+), (\d+) channel", facts.get("images", "")):
         out["image_size"] = min(int(match.group(1)), int(match.group(2)))
@@ -243,6 +243,11 @@ def _tips(model: str, row: Row, needs: Needs) -> list[str]:
         tips.append(
             "padding: masks, so padded steps never count (text models take a padding_mask, "
             "sequence models take lengths)"
+        )
+    if row.task == "retrieval":
+        tips.append(
+            "retrieval: the alternatives are losses, not networks: --loss triplet (or "
+            "triplet-semihard) and --loss arcface beside the default infonce"
         )
     if model in PRETRAINED:
         tips.append(

@@ -291,7 +291,7 @@ ROWS = (
         "Retrieval/verification",
         "siamese-resnet-tiny",
         "a shared encoder trained contrastively puts like images close in one metric space",
-        ("resnet-tiny", "knn"),
+        (),
     ),
     Row(
         "text",
@@ -328,7 +328,7 @@ ROWS = (
         "Retrieval/verification",
         "siamese-bert-tiny",
         "a shared text encoder trained contrastively makes similarity a distance",
-        ("tfidf-logreg",),
+        (),
     ),
     Row(
         "time-series",
@@ -362,7 +362,7 @@ ROWS = (
         "Retrieval/verification",
         "siamese-gru",
         "a shared recurrent encoder trained contrastively embeds whole sequences",
-        ("gru",),
+        (),
     ),
     Row(
         "speech",
@@ -390,12 +390,21 @@ ROWS = (
         "Retrieval/verification",
         "siamese-mlp",
         "a shared MLP trained contrastively turns rows into comparable embeddings",
-        ("mlp",),
+        (),
     ),
 )
 
 ROW_OF = {(row.modality, row.task): row for row in ROWS}
-MODALITIES = tuple(dict.fromkeys(row.modality for row in ROWS))
+MODALITIES = (
+    "tables",
+    "images",
+    "text",
+    "sequences",
+    "time-series",
+    "speech",
+    "graphs",
+    "interactions",
+)
 TASKS = tuple(dict.fromkeys(row.task for row in ROWS))
 
 # Other spellings users type, and data modalities from the loaders, to the table's words.
@@ -644,7 +653,7 @@ def _ids_rule(model: str, row: Row, needs: Needs) -> list[Effect]:
 def _classes_rule(model: str, row: Row, needs: Needs) -> list[Effect]:
     if needs.classes is None:
         return []
-    if row.task == "ctr" and needs.classes > 2:
+    if needs.classes > 2 and (row.task == "ctr" or _reads(model) == "fields"):
         return [
             Effect(
                 "classes",
@@ -840,7 +849,7 @@ def _structure_rule(model: str, row: Row, needs: Needs) -> list[Effect]:
     built_in = STRUCTURE_OF_FAMILY.get(fam, "none")
     if needs.structure == "none":
         if built_in == "none":
-            return []
+            return [Effect("structure", "assumes no layout, and your inputs have none", move=-1.0)]
         return [
             Effect(
                 "structure",
@@ -966,7 +975,8 @@ def rank(row: Row, needs: Needs) -> list[Ranked]:
         source = f"§0 {row.guide}" if row.guide else f"fieldguide {row.modality}/{row.task}"
         rule = row.rule if model == row.pick else f"{source}: alternative to {row.pick}"
         if ups:
-            rule = f"{min(ups, key=lambda e: e.move).rule}, over {row.rule}"
+            lead = min(ups, key=lambda e: e.move).rule
+            rule = f"{row.rule}; {lead}" if model == row.pick else f"{lead}, over {row.rule}"
         ranked.append(Ranked(model, position, tuple(found), rule))
     order = sorted(range(len(ranked)), key=lambda i: (ranked[i].broken, ranked[i].position, i))
     return [ranked[i] for i in order]
