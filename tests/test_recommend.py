@@ -389,6 +389,7 @@ def test_recommend_and_auto_model_import_no_torch():
         ({"modality": "audio-video"}, "--modality expects one of tables, images"),
         ({"modality": "graphs", "task": "segmentation"}, "--task expects one of classification"),
         ({}, "recommend needs --data PATH or --modality"),
+        ({"modality": 3}, "--modality expects a name such as images; got 3."),
     ],
 )
 def test_bad_input_is_one_sentence_naming_the_flag(kwargs, message):

@@ -988,6 +988,9 @@ def find_row(modality: str, task: str | None = None) -> Row:
     Raises:
         ValueError: For a modality or task no row covers, naming the flag and the choices.
     """
+    for flag, value in (("--modality", modality), ("--task", task)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{flag} expects a name such as images; got {value!r}.")
     m = MODALITY_ALIASES.get(modality.lower(), modality.lower())
     if m not in MODALITIES:
         raise ValueError(f"--modality expects one of {', '.join(MODALITIES)}; got {modality!r}.")
