@@ -17,6 +17,7 @@ from fieldguide.guide.cards import (
     ALL_FAMILIES,
     COST_CLASSES,
     FAMILY_CARDS,
+    FITTED_FAMILIES,
     HABITS,
     MODEL_CARDS,
     SELECTION,
@@ -82,13 +83,13 @@ def family_page(card: FamilyCard, catalog: dict[str, dict[str, Any]]) -> str:
     ]
     for name in models_of(card.family, catalog):
         entry = catalog.get(name)
-        note = MODEL_CARDS[name].note if name in MODEL_CARDS else entry["summary"]
+        note = MODEL_CARDS[name].note if name in MODEL_CARDS else entry.get("summary", "")
         params = entry.get("parameters") if entry else None
-        if params is None:  # the classical baselines count no parameters
-            size, klass = "—", card.cost_class
+        shape = (entry or {}).get("input") or "see Input above"
+        if card.family in FITTED_FAMILIES or params is None:  # sized by the fit
+            size, klass, shape = "set by the fit", card.cost_class, "see Input above"
         else:
             size, klass = f"{params:,}", cost_class(params)
-        shape = entry["input"] if entry else "see the family's input above"
         diagram = (
             f"[diagram](../diagrams.md#{_diagram_anchor(name)})"
             if entry and entry.get("diagram")
@@ -97,7 +98,7 @@ def family_page(card: FamilyCard, catalog: dict[str, dict[str, Any]]) -> str:
         row = (f"`{name}`", note, size, klass, shape, diagram)
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
     lines += [""]
-    if card.family in FAMILIES:
+    if any(catalog.get(n, {}).get("diagram") for n in models_of(card.family, catalog)):
         lines.append(
             f"Every preset's diagram, traced from the code: "
             f"[docs/diagrams.md](../diagrams.md#{card.family}). In a terminal: "

@@ -31,8 +31,11 @@ COST_CLASSES: dict[str, str] = {
 _COST_BOUNDS = ((100_000, "tiny"), (1_000_000, "small"), (30_000_000, "medium"))
 
 # The non-neural baselines of the family "classical" (fieldguide/models/classical.py).
-CLASSICAL = ("gbdt", "linear", "tfidf-logreg", "knn", "seasonal-naive", "spectral-logreg")
+CLASSICAL_MODELS = ("gbdt", "linear", "tfidf-logreg", "knn", "seasonal-naive", "spectral-logreg")
 ALL_FAMILIES = tuple(FAMILIES) + (() if "classical" in FAMILIES else ("classical",))
+# Families whose sizes come from fitting to the data: the catalogue's parameter count and input
+# width describe the empty model (0 features), so cards leave them out.
+FITTED_FAMILIES = ("classical",)
 
 
 @dataclass(frozen=True)
@@ -779,7 +782,7 @@ FAMILY_CARDS: dict[str, FamilyCard] = {
             ),
             tips=(
                 "read them beside the neural run in report.md, on the same test rows",
-                "gbdt needs no scaling and copes with missing values",
+                "gbdt needs no feature scaling; the validation split picks its number of rounds",
                 "seasonal-naive sets MASE = 1 for forecasts; anything above 1 is worse than it",
             ),
             alternatives=(
@@ -793,14 +796,18 @@ FAMILY_CARDS: dict[str, FamilyCard] = {
                 "graph (edges and node labels)",
             ),
             invariants=(
+                "batch_independent: a row's prediction does not depend on its batch",
                 "same_split: fitted on the training rows only and scored on the test rows the "
                 "neural models see, so the numbers compare directly",
             ),
             cost_class="tiny",
             avoids=(
-                "a neural model reported without a baseline (the guide's tabular gotcha: "
-                "trees often win): these give the floor",
-                "preprocessing fitted on all rows, which leaks the test set into training",
+                "a network reported without a baseline, although trees often win on small "
+                "tables: these give the floor, in the same run folder and report",
+                "settings tuned on the test rows: rounds, C and k are picked on the validation "
+                "split",
+                "a pickled estimator: the fitted numbers are buffers saved as safetensors and "
+                "replayed in torch, matching scikit-learn's own predictions",
             ),
         ),
     )
@@ -885,7 +892,9 @@ MODEL_CARDS: dict[str, ModelCard] = {
         # classical
         _m("gbdt", "classical", "histogram gradient-boosted trees: the first pick on tables"),
         _m("linear", "classical", "logistic or ridge regression: the floor on tables"),
-        _m("tfidf-logreg", "classical", "word TF-IDF with logistic regression: text floor"),
+        _m(
+            "tfidf-logreg", "classical", "TF-IDF of token n-grams + logistic regression: text floor"
+        ),
         _m("knn", "classical", "k nearest neighbours on pixels: small image floor"),
         _m("seasonal-naive", "classical", "repeat the last season: the forecasting floor"),
         _m("spectral-logreg", "classical", "spectral node embedding + logistic regression"),
@@ -1138,7 +1147,7 @@ def _render_family(family: str, catalog: dict[str, dict[str, Any]]) -> str:
     card = FAMILY_CARDS[family]
     lines = [f"{family} — {card.title} (family)", *family_text(card), "models"]
     for model in models_of(family, catalog):
-        note = MODEL_CARDS[model].note if model in MODEL_CARDS else catalog[model]["summary"]
+        note = MODEL_CARDS[model].note if model in MODEL_CARDS else catalog[model].get("summary")
         params = catalog.get(model, {}).get("parameters")
         size = f"{params:,} parameters" if params is not None else "no parameters listed"
         lines.append(f"  {model:<22}{note} ({size})")
@@ -1152,24 +1161,32 @@ def _render_model(name: str, catalog: dict[str, dict[str, Any]]) -> str:
         note, family = MODEL_CARDS[name].note, MODEL_CARDS[name].family
     else:  # registered since the cards were written: the catalogue still says what it is
         note, family = "no preset note yet", entry["family"]
-    summary = entry["summary"] if entry else FAMILY_CARDS[family].title
+    summary = (entry or {}).get("summary") or FAMILY_CARDS[family].title
     lines = [f"{name} — {summary}", f"preset      {note}"]
     if entry is None:
         lines.append(f"family      {family}")
     else:
-        params = entry["parameters"]
-        klass = cost_class(params)
-        lines += [
-            f"family      {family} ({entry['class']})",
-            f"parameters  {params:,} (cost class {klass}: {COST_CLASSES[klass]})",
-            f"input       {entry['input']}",
-            f"reads       {entry['reads']}: trains for {', '.join(entry['tasks'])}",
-            f"invariants  {', '.join(entry['invariants']) or '-'}",
-        ]
+        lines.append(f"family      {family} ({entry.get('class', '-')})")
+        params = entry.get("parameters")
+        if family in FITTED_FAMILIES:  # the catalogue describes the empty, unfitted model
+            lines.append(
+                "parameters  set by the fit: how many numbers it keeps depends on the data"
+            )
+        elif params is not None:
+            klass = cost_class(params)
+            lines.append(f"parameters  {params:,} (cost class {klass}: {COST_CLASSES[klass]})")
+        if entry.get("input") and family not in FITTED_FAMILIES:
+            lines.append(f"input       {entry['input']}")
+        if entry.get("reads"):
+            tasks = ", ".join(entry.get("tasks", ())) or "-"
+            lines.append(f"reads       {entry['reads']}: trains for {tasks}")
+        lines.append(f"invariants  {', '.join(entry.get('invariants', ())) or '-'}")
         if entry.get("receptive_field") is not None:
             lines.append(f"receptive field  {entry['receptive_field']} steps")
-        lines.append("config")
-        lines += [f"  {key} = {value}" for key, value in entry["config"].items()]
+        if entry.get("config"):
+            fitted = " (sizes of 0 are set by the fit)" if family in FITTED_FAMILIES else ""
+            lines.append("config" + fitted)
+            lines += [f"  {key} = {value}" for key, value in entry["config"].items()]
     if family in FAMILY_CARDS:
         lines.append(f"-- the {family} family --")
         lines += family_text(FAMILY_CARDS[family])
