@@ -40,7 +40,7 @@ class Recommendation:
 
     Attributes:
         model: A fieldguide model name (`fieldguide train MODEL`).
-        rule: The rule that put it here: a §0 row or the §14 constraint that moved it up.
+        rule: The rule that put it here: a table row, or the constraint that moved it up.
         why: What the model is good for here, in one clause.
         meets: Sentences of the constraints it meets.
         breaks: Sentences of the constraints it breaks (a pick that breaks one ranks last).
@@ -216,7 +216,7 @@ def _command(model: str, row: Row, needs: Needs, data: str | None) -> str:
 
 
 def _tips(model: str, row: Row, needs: Needs) -> list[str]:
-    """The guide's tips (§13, §16) that apply to `model` here, in our words."""
+    """The guide's tips (training habits, gotchas) that apply to `model` here, in our words."""
     tips = []
     small = needs.rows is None or needs.rows < LARGE_TABLE_ROWS
     if row.modality == "tables" and row.task in ("classification", "regression") and small:

@@ -1,4 +1,4 @@
-"""Selection rules: the guide's "when to use what" table (§0) and its checklist (§14) as data.
+"""Selection rules: the guide's "when to use what" table and its selection checklist, as data.
 
 A `Row` names, for one kind of data and one task, the model to try first, why, and what else
 to try; a `Needs` holds what the user knows about the problem (rows, classes, imbalance,
@@ -24,8 +24,8 @@ from typing import Any
 # Generated from the registry by `python -m fieldguide.api.catalog`; read, never imported.
 CATALOG_PATH = Path(__file__).resolve().parents[1] / "api" / "catalog.json"
 
-# Tables below this many rows go to trees first (guide §16: trees often beat MLPs on tabular
-# data unless it is large); at or above it a neural network with embeddings is worth its cost.
+# Tables below this many rows go to trees first (trees often beat MLPs on tabular data unless it
+# is large: docs/guide/README.md#training-habits); at or above it a network with embeddings pays.
 LARGE_TABLE_ROWS = 100_000
 # A categorical column with this many distinct values is an ID: embeddings, not one-hot.
 HIGH_CARDINALITY = 1_000
@@ -35,7 +35,7 @@ MANY_FIELDS = 8
 FEW_PER_CLASS = 20
 # Largest class over smallest class at which the loss should be re-weighted.
 IMBALANCED = 3.0
-# Batches this small make BatchNorm's statistics noisy (guide §16: GroupNorm/LayerNorm instead).
+# Batches this small make BatchNorm's statistics noisy: GroupNorm or LayerNorm instead.
 TINY_BATCH = 8
 # Sequences this long make full attention (T^2 per layer) the bottleneck.
 LONG_SEQUENCE = 2048
@@ -44,7 +44,7 @@ SMALL_BUDGET_MINUTES = 10.0
 # Parameter count above which a network counts as large for a small compute budget.
 LARGE_NETWORK = 5_000_000
 
-# Model families and the structure each one builds in (guide §14, "inductive bias").
+# Model families and the structure each one builds in (the checklist's "inductive bias").
 STRUCTURE_OF_FAMILY = {
     "resnet": "spatial",
     "unet": "spatial",
@@ -57,12 +57,13 @@ STRUCTURE_OF_FAMILY = {
 }
 STRUCTURES = ("spatial", "temporal", "graph", "none")
 
-# Rough cost classes by parameter count: (upper bound, name, per-input CPU latency in ms that
-# a model of this class usually stays under). Coarse on purpose: it ranks, it does not promise.
+# Rough cost classes by parameter count, bounded as in docs/guide/README.md#cost-classes:
+# (upper bound, name, per-input CPU latency in ms that a model of this class usually stays
+# under). Coarse on purpose: it ranks, it does not promise.
 COST_CLASSES = (
     (100_000, "tiny", 1.0),
     (1_000_000, "small", 5.0),
-    (10_000_000, "medium", 30.0),
+    (30_000_000, "medium", 30.0),
     (float("inf"), "large", 100.0),
 )
 
@@ -140,11 +141,13 @@ def catalog() -> dict[str, dict[str, Any]]:
 
 def known_models() -> list[str]:
     """Every name a rule may name: the networks of the catalogue and the classical baselines."""
-    return sorted([*catalog(), *CLASSICAL])
+    return sorted({*catalog(), *CLASSICAL})
 
 
 def parameters(model: str) -> int | None:
     """The network's parameter count; None for a classical baseline (it depends on the data)."""
+    if model in CLASSICAL:  # the catalogue may list them too, with 0 parameters
+        return None
     card = catalog().get(model)
     return None if card is None else int(card["parameters"])
 
@@ -192,7 +195,7 @@ class Row:
         modality: tables, images, text, sequences, time-series, speech, graphs, interactions.
         task: classification, regression, ctr, segmentation, generation, seq2seq, forecasting,
             ranking, retrieval.
-        guide: The §0 row this implements, or "" for a row of our own.
+        guide: The guide's table row this implements, or "" for a row of our own.
         pick: The first pick, a fieldguide model name.
         why: Why, in one clause.
         alternatives: What else to try, in order (classical baselines included).
@@ -210,8 +213,12 @@ class Row:
     @property
     def rule(self) -> str:
         """The rule's name as the output shows it."""
-        source = f"§0 {self.guide}" if self.guide else "fieldguide"
-        return f"{source}: {self.modality}/{self.task} -> {self.pick}"
+        return f"{self.modality}/{self.task} -> {self.pick} ({self.source})"
+
+    @property
+    def source(self) -> str:
+        """Where the row comes from: the guide's table row, or fieldguide's own."""
+        return f"guide row: {self.guide}" if self.guide else "fieldguide's own row"
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -457,7 +464,7 @@ DEFAULT_TASK = {
 
 @dataclass(frozen=True)
 class Needs:
-    """What the user knows about the problem (guide §14); None: not known, no rule fires.
+    """What the user knows about the problem (the checklist); None: not known, no rule fires.
 
     Attributes:
         rows: Labelled examples (table rows, images, texts, sequences).
@@ -512,7 +519,7 @@ def _reads(model: str) -> str:
 
 
 def effects(model: str, row: Row, needs: Needs) -> list[Effect]:
-    """Every §14 rule's verdict on `model` as a candidate of `row` under `needs`."""
+    """Every checklist rule's verdict on `model` as a candidate of `row` under `needs`."""
     out: list[Effect] = []
     for rule in RULES:
         out.extend(rule(model, row, needs))
@@ -972,8 +979,9 @@ def rank(row: Row, needs: Needs) -> list[Ranked]:
         found = effects(model, row, needs)
         position = index + sum(e.move for e in found)
         ups = [e for e in found if e.move < 0 and e.met]
-        source = f"§0 {row.guide}" if row.guide else f"fieldguide {row.modality}/{row.task}"
-        rule = row.rule if model == row.pick else f"{source}: alternative to {row.pick}"
+        rule = row.rule
+        if model != row.pick:
+            rule = f"{row.modality}/{row.task}: alternative to {row.pick} ({row.source})"
         if ups:
             lead = min(ups, key=lambda e: e.move).rule
             rule = f"{row.rule}; {lead}" if model == row.pick else f"{lead}, over {row.rule}"
