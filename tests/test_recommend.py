@@ -357,6 +357,28 @@ def test_cli_shell_parses_and_prints(capsys):
     assert out.startswith("1. ") and "\n2. " not in out and "streams" in out
 
 
+def test_every_command_parses_with_the_train_parser(carriers):
+    import shlex
+
+    from fieldguide.cli.main import build_parser
+
+    parser = build_parser()
+    cases = [
+        {"modality": "images", "imbalance": 9, "batch_size": 4, "budget_minutes": 1.5},
+        {"modality": "images", "task": "segmentation", "imbalance": 9},
+        {"modality": "tables", "task": "regression", "rows": 300},
+        {"modality": "text", "max_size_mb": 1, "latency_ms": 2},
+    ]
+    for kwargs in cases:
+        for r in recommend(**kwargs):
+            argv = shlex.split(r.command)
+            assert argv[:3] == ["fieldguide", "train", r.model]
+            args = parser.parse_args(argv[1:])
+            assert args.model_pos == r.model and args.data == "PATH"
+    flags = " ".join(r.command for r in recommend(**cases[0]))
+    assert "--time-limit 90" in flags and "--set norm=group" in flags
+
+
 def test_recommend_and_auto_model_import_no_torch():
     code = (
         "import sys, argparse, io, contextlib\n"
