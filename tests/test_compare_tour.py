@@ -341,6 +341,19 @@ def test_committed_tour_has_the_table_and_every_family():
         assert re.fullmatch(r"[\w@]+=-?\d+\.\d+ [↑↓]", row[4]) or row[4].startswith("not run")
 
 
+def test_tour_row_falls_back_to_seasonal_naive_and_hides_zero_parameters():
+    stop = Stop("Time series", "rnn", "gru", "sunspots")
+    record = {
+        "metric": "mase", "value": 1.2, "baselines": {}, "parameters": 0,
+        "train_seconds": 3.0, "latency_ms": 0.5, "test_metrics": {"test/snaive_ratio": 0.97},
+    }  # fmt: skip
+    cells = [c.strip() for c in tour_mod.table_row(stop, record).strip("|").split(" | ")]
+    assert cells[4] == "mase=1.2000 ↓" and cells[6] == "-"
+    assert cells[5] == "seasonal naive: snaive_ratio=1 (this model 0.9700)"
+    record["baselines"] = {"a": {"mase": 1.5}, "b": {"mase": 1.1}, "c": {"mae": 0.1}}
+    assert tour_mod.table_row(stop, record).split(" | ")[5] == "b: mase=1.1000"  # the best
+
+
 def test_tour_stop_key_names_family_model_and_data():
     assert Stop("Graphs", "gnn", "gcn", "karate").key == "gnn/gcn/karate"
 

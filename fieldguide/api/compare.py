@@ -6,9 +6,10 @@ leaderboard ranks them by the task's own metric (the one the trainer monitors; f
 monitored task the more readable perplexity or bits/dim) and puts beside it what each costs:
 parameters, training time, latency at batch 1 and throughput, measured by `api.costs`.
 
-The compare folder is its own state: `leaderboard.json` records each finished model, and run
-folders live inside it under `runs/`, so `compare(resume=FOLDER)` skips the finished models,
-resumes an interrupted run from its checkpoint and trains the rest.
+The compare folder is its own state: `state.json` records what was asked and each model as it
+finishes, and run folders live inside it under `runs/`, so `compare(resume=FOLDER)` skips the
+finished models, resumes an interrupted run from its checkpoint and trains the rest. Beside
+them: leaderboard.md, leaderboard.json, pareto.png and `best`, a link to the best run folder.
 """
 
 from __future__ import annotations
@@ -315,15 +316,16 @@ class Leaderboard:
         ]
         for i, r in enumerate(self.rows, 1):
             link = _relative(r.run_dir, self.folder)
+            size = f"{r.parameters:,}" if r.parameters else "-"  # a classical fit has none
             lines.append(
                 f"| {i} | `{r.model}` | {r.family} | {_num(r.value)} | {_num(r.ece)} | "
-                f"{r.parameters:,} | {r.train_seconds:.1f} | {_num(r.latency_ms, 3)} | "
+                f"{size} | {r.train_seconds:.1f} | {_num(r.latency_ms, 3)} | "
                 f"{_num(r.throughput, 0, ',')} | [{Path(r.run_dir).name}]({link}) |"
             )
         best = self.best
         if best is not None:
-            lines += ["", f"Best: `{best.model}`, run folder [{best.run_dir}]"
-                      f"({_relative(best.run_dir, self.folder)})."]  # fmt: skip
+            link = _relative(best.run_dir, self.folder)
+            lines += ["", f"Best: `{best.model}`, run folder [{best.run_dir}]({link})."]
         notes = [f"- `{r.model}`: {n}" for r in self.rows for n in r.notes]
         if notes:
             lines += ["", "Notes:", "", *notes]
@@ -407,8 +409,9 @@ def plot_pareto(board: Leaderboard, path: Path) -> None:
         ax.annotate(r.model, (r.latency_ms, r.value), textcoords="offset points", xytext=(4, 4))
     arrow = "lower is better" if board.lower_is_better else "higher is better"
     ax.set(xlabel="latency p50 at batch 1 (ms)", ylabel=f"test {board.metric} ({arrow})")
-    if points and min(p[0] for p in points) > 0:
-        ax.set_xscale("log")
+    latencies = [p[0] for p in points]
+    if latencies and min(latencies) > 0 and max(latencies) > 10 * min(latencies):
+        ax.set_xscale("log")  # latencies that span decades
     ax.set_title(f"{board.data}: {board.metric} against latency, budget {board.budget}")
     ax.legend(loc="best")
     fig.tight_layout()

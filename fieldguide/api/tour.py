@@ -169,9 +169,13 @@ def table_row(stop: Stop, record: dict[str, Any]) -> str:
     shown = f"{metric}={value:.4f} {_arrow(metric)}" if value is not None else f"{metric}=-"
     base = best_baseline(record.get("baselines", {}), metric)
     baseline = f"{_cell(base[0])}: {metric}={base[1]:.4f}" if base else "-"
+    ratio = record.get("test_metrics", {}).get("test/snaive_ratio")
+    if base is None and ratio is not None:  # forecasting measures itself against it
+        baseline = f"seasonal naive: snaive_ratio=1 (this model {ratio:.4f})"
     latency = record.get("latency_ms")
+    parameters = f"{record['parameters']:,}" if record["parameters"] else "-"
     return (
-        f"{head} {shown} | {baseline} | {record['parameters']:,} | "
+        f"{head} {shown} | {baseline} | {parameters} | "
         f"{record['train_seconds']:.1f} s | "
         f"{'-' if latency is None else f'{latency:.3f} ms'} |"
     )
