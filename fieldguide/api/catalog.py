@@ -21,22 +21,24 @@ def build_catalog() -> dict[str, dict[str, Any]]:
     from fieldguide.tasks import TASKS, task_class
 
     catalog = {}
-    for name in list_models():
+    for name in list_models(classical=True):
         entry = get_entry(name)
+        classical = entry.family == "classical"  # fitted on data: no weights before a run
         model = create_model(name)
         config = json.loads(json.dumps(dataclasses.asdict(entry.config)))  # tuples -> lists
         catalog[name] = {
             "family": entry.family,
             "class": entry.cls.__name__,
             "summary": entry.summary,
-            "parameters": model.num_parameters(),
+            "parameters": 0 if classical else model.num_parameters(),
             "input": model.input_description,
             "reads": entry.cls.reads,
             "tasks": [t for t in TASKS if not task_class(t).refusal(entry.cls)],
             "invariants": sorted(model.invariants),
             "receptive_field": getattr(model, "receptive_field", None),
             "config": config,
-            "diagram": registered_diagram(name),  # Mermaid, depth 1, for `fieldguide show`
+            # Mermaid, depth 1, for `fieldguide show`; a classical model has no layers to draw.
+            "diagram": "" if classical else registered_diagram(name),
         }
     return catalog
 

@@ -162,6 +162,8 @@ def cost_section(task: Any, net: nn.Module, batch_size: int, run_dir: Path) -> s
 
     def params() -> str:
         total, trainable = parameter_counts(net)
+        if getattr(net, "fits_directly", False):
+            return f"{net.num_parameters():,} fitted numbers (a classical model; no parameters)"
         return f"{total:,} total, {trainable:,} trainable"
 
     def size() -> str:

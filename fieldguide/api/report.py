@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,14 @@ def render_report(
         f"{result.monitor} = {best.get(result.monitor, float('nan')):.4f} "
         f"at epoch {best.get('epoch', '-')}"
     )
+    status = f"{result.status} after {result.epoch} epoch(s), {result.step} optimizer steps"
+    size = f"{net.num_parameters():,} parameters"
+    if getattr(net, "fits_directly", False):  # a classical baseline: one fit, no loop
+        fitted = ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(net.config).items())
+        recipe = f"fitted in one pass by scikit-learn (seed {t.seed}): {fitted}"
+        status = f"{result.status}: fitted in one pass, choices made on the validation split"
+        size = f"{net.num_parameters():,} fitted numbers (buffers; no gradient-trained weights)"
+        best_line = f"{result.monitor} = {best.get(result.monitor, float('nan')):.4f}"
     baselines = task.baselines("test")
     baseline_section = ""
     if baselines:
@@ -155,9 +164,9 @@ def render_report(
 | | |
 | --- | --- |
 | task | {task.name} |
-| model | `{run.model}` ({type(net).__name__}), {net.num_parameters():,} parameters |
+| model | `{run.model}` ({type(net).__name__}), {size} |
 | data | {data.description}; {sizes} |
-| status | {result.status} after {result.epoch} epoch(s), {result.step} optimizer steps |
+| status | {status} |
 | training time | {result.train_seconds:.1f} s ({result.samples_per_second:,.0f} samples/s) |
 | device | {result.device}, {result.precision}, {machine} |
 | recipe | {recipe} |

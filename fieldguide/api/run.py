@@ -241,6 +241,9 @@ def train(
     if resume is None and run.train.init_from:  # recorded absolute, like the data path
         init = str(Path(run.train.init_from).expanduser().absolute())
         run = replace(run, train=replace(run.train, init_from=init))
+    direct = _fits_directly(run.model)
+    if direct:
+        _check_direct_fit(run, resume, nproc)
     if distributed.launching(nproc):  # start nproc ranks; each runs this function as a rank
         return _launch(run, resume, runs_dir, progress, nproc)
     world = distributed.join(nproc, run.train.device)  # a rank: its process group; else rank 0
@@ -251,6 +254,8 @@ def train(
     notes += [f"{note}." for note in tuned]
     notes += data_notes(data_obj)
     shown = Progress(progress)
+    if getattr(net, "fits_directly", False):  # a classical baseline: one fit, no loop
+        return _fit_directly(run, data_obj, task, net, notes, shown, Path(runs_dir))
     if resume is None:
         run_dir = distributed.broadcast_object(_run_dir(Path(runs_dir), run.model, data_obj.name))
     # The trainer checks the device and the monitored metric; it creates no files.
@@ -294,6 +299,99 @@ def train(
     return RunResult(
         run_dir, run.model, test, result.status, result.train_seconds, net.num_parameters()
     )
+
+
+def _fits_directly(model: str) -> bool:
+    """Whether `model` is a classical baseline, fitted in one pass (models/classical.py)."""
+    from fieldguide.models.registry import get_entry
+
+    return model != "auto" and getattr(get_entry(model).cls, "fits_directly", False)
+
+
+# Recipe fields a classical fit uses: the seed (its random state) and the device (CPU only).
+_DIRECT_FIELDS = {"seed", "device"}
+
+
+def _check_direct_fit(run: RunConfig, resume: Any, nproc: int) -> None:
+    """Refuse what a one-pass fit cannot honour: resuming, several processes, loop options."""
+    name = run.model
+    if resume is not None:
+        raise ValueError(
+            f"{name} is fitted in one pass and writes its run folder only when done; there is "
+            "nothing to resume, so train it again."
+        )
+    if nproc > 1:
+        raise ValueError(f"{name} is fitted by scikit-learn in one process; drop --nproc {nproc}.")
+    defaults = TrainConfig()
+    given = [
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in _DIRECT_FIELDS and getattr(run.train, f.name) != getattr(defaults, f.name)
+    ]
+    if given:
+        from fieldguide.cli.main import _flag
+
+        flags = ", ".join(_flag(field) for field in given)
+        raise ValueError(
+            f"{name} is fitted in one pass by scikit-learn, so the training-loop options "
+            f"{flags} do not apply; tune it with --set (see `fieldguide show {name}`)."
+        )
+    if run.train.device not in ("auto", "cpu"):
+        raise ValueError(f"{name} is fitted on the CPU; got --device {run.train.device}.")
+
+
+def _fit_directly(
+    run: RunConfig, data: Any, task: Any, net: Any, notes: list[str], shown: Any, runs_dir: Path
+) -> RunResult:
+    """Fit a classical baseline, then write the same run folder a trained network gets."""
+    import time
+
+    from fieldguide.train.loop import TrainResult
+
+    for note in notes:
+        shown.message(f"note: {note}")
+    tick = time.perf_counter()
+    with shown.phase(f"fitting {run.model}"):
+        fitted = net.fit(task, seed=run.train.seed)
+    seconds = time.perf_counter() - tick
+    for note in fitted:
+        shown.message(f"note: {note}.")
+    run = replace(run, model_config=dict(dataclasses.asdict(net.config)))  # the fitted sizes
+    net.eval()
+    with shown.phase("validating"):
+        val = task.evaluate(net, "val", device="cpu", batch_size=256)
+    record = {"epoch": 1, "step": 1, "lr": 0.0, **val}
+    result = TrainResult(
+        status="finished",
+        step=1,
+        epoch=1,
+        monitor=getattr(task, "monitor", "val/loss"),
+        best_metrics=record,
+        history=[record],
+        train_seconds=seconds,
+        samples_per_second=task.train_size / max(seconds, 1e-9),
+        device="cpu",
+        precision="fp64",
+        notes=[*notes, *(f"{note}." for note in fitted)],
+    )
+    with shown.phase("testing"):
+        test = task.evaluate(net, "test", device="cpu", batch_size=256)
+    run_dir = _run_dir(runs_dir, run.model, data.name)
+    run_dir.mkdir(parents=True)
+    try:
+        write_atomic(run_dir / "config.toml", run.to_toml())
+        write_atomic(run_dir / "metrics.jsonl", json.dumps(record) + "\n")
+        _write_outputs(run_dir, run, data, task, net, result, test)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)  # a half-written folder would lie
+        raise
+    lines = ["test  " + "  ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in test.items())]
+    for name, metrics in task.baselines("test").items():
+        lines.append(f"      {name}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    shown.message("\n".join([*lines, f"run folder: {run_dir}"]))
+    return RunResult(run_dir, run.model, test, "finished", seconds, net.num_parameters())
 
 
 def _launch(

@@ -33,6 +33,9 @@ FAMILIES = (
     "contrastive",
     "recsys",
 )
+# Non-neural baselines (models/classical.py): registered like networks, fitted in one pass;
+# `list_models` leaves them out unless asked, so network-only contracts stay network-only.
+CLASSICAL = ("classical",)
 
 
 @dataclass(frozen=True)
@@ -71,17 +74,26 @@ def register(name: str, config: Any, cls: type) -> None:
 def _load_families() -> None:
     global _loaded
     if not _loaded:
-        for family in FAMILIES:
+        for family in (*FAMILIES, *CLASSICAL):
             importlib.import_module(f"fieldguide.models.{family}")
         _loaded = True
 
 
-def list_models(family: str | None = None) -> list[str]:
-    """Names of all registered models, sorted, optionally of one family ("mlp", "resnet", ...)."""
+def list_models(family: str | None = None, *, classical: bool = False) -> list[str]:
+    """Names of registered networks, sorted, optionally of one family ("mlp", "resnet", ...).
+
+    The classical baselines (gbdt, linear, ...) are listed with `classical=True` or
+    `family="classical"`.
+    """
     _load_families()
-    if family is not None and family not in FAMILIES:
-        raise ValueError(unknown("family", family, list(FAMILIES)))
-    return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
+    known = (*FAMILIES, *CLASSICAL)
+    if family is not None and family not in known:
+        raise ValueError(unknown("family", family, list(known)))
+    return sorted(
+        n
+        for n, e in _REGISTRY.items()
+        if (family is None and (classical or e.family not in CLASSICAL)) or e.family == family
+    )
 
 
 def get_entry(name: str) -> Entry:

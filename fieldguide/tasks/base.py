@@ -116,6 +116,9 @@ class Task:
         if cls.output not in outputs:
             gives = " or ".join(o.removeprefix("per-") for o in outputs)
             return f"needs one output {cls.output.replace('-', ' ')}; it gives one per {gives}"
+        only = getattr(model_cls, "fits_tasks", None)  # a classical model's own tasks
+        if only is not None and cls.name not in only:
+            return f"is not a task it is fitted for; it fits {', '.join(only)} only"
         if cls.needs_any and not cls.needs_any & set(getattr(model_cls, "invariants", ())):
             return f"needs a model that is {' or '.join(sorted(cls.needs_any))}; it is not"
         return ""

@@ -123,6 +123,42 @@ class ClassificationTask(LabelTask):
         self._targets = {s: getattr(data, s).y for s in SPLITS}
         super().__init__(data, label_smoothing=label_smoothing, class_weights=class_weights)
 
+    # Classical models fitted beside every run of this data (models/classical.py): trees and
+    # logistic regression on tables, nearest neighbours on images up to this many rows.
+    KNN_MAX_ROWS = 20000
+
+    def baselines(self, split: str) -> dict[str, dict[str, float]]:
+        """The majority class, and the classical models the guide says compete on this data.
+
+        Tables: gradient-boosted trees (`gbdt`) and logistic regression (`linear`); images of
+        at most 20,000 training examples: k nearest neighbours (`knn`). Each is fitted once on
+        the same training split (choices on validation) and scored on the same `split` rows.
+        """
+        out = super().baselines(split)
+        k, y = self.num_classes, self.labels(split)
+        for label, model in self.classical_models().items():
+            guess = self.predict(model, split).argmax(1)
+            out[label] = {
+                "accuracy": MulticlassAccuracy(k, average="micro")(guess, y).item(),
+                "macro_f1": MulticlassF1Score(k, average="macro")(guess, y).item(),
+            }
+        return out
+
+    def classical_models(self) -> dict[str, nn.Module]:
+        """The fitted classical baselines of this data, by label; fitted on first use."""
+        if getattr(self, "_classical", None) is None:
+            names = {}
+            if self.data.modality == "tabular":
+                names = {"gradient-boosted trees (gbdt)": "gbdt", "logistic regression": "linear"}
+            elif self.data.modality == "images" and self.train_size <= self.KNN_MAX_ROWS:
+                names = {"k nearest neighbours (knn)": "knn"}
+            self._classical = {}
+            for label, name in names.items():
+                model = self.build_model(name)
+                model.fit(self, seed=0)
+                self._classical[label] = model.eval()
+        return self._classical
+
     def accepted(self) -> frozenset[str]:
         """What `accepts` says, but image models only when the examples are images (C, H, W)."""
         return self.accepts - ({"images"} if self.data.modality != "images" else set())

@@ -127,7 +127,7 @@ class RegressionTask(Task):
         return named(split, metrics)
 
     def baselines(self, split: str) -> dict[str, dict[str, float]]:
-        """Metrics of `split` for the training mean and for least squares on the features.
+        """Metrics of `split` for the training mean, least squares and gradient-boosted trees.
 
         Least squares: w = argmin ||[X 1] w - y||² over the training rows, in float64 (the
         minimum-norm solution when features are collinear, as one-hot columns can be).
@@ -140,7 +140,14 @@ class RegressionTask(Task):
         ).solution  # (D + 1, 1)
         x = self._x[split].double().flatten(1)
         linear = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1) @ w
-        return {
+        out = {
             "training mean": regression_metrics(truth, torch.full_like(truth, float(self.mean))),
             "linear regression (least squares)": regression_metrics(truth, linear[:, 0]),
         }
+        if getattr(self, "_gbdt", None) is None:  # trees, fitted once on the same split
+            self._gbdt = self.build_model("gbdt")
+            self._gbdt.fit(self, seed=0)
+            self._gbdt.eval()
+        trees = self.to_units(self.predict(self._gbdt, split))
+        out["gradient-boosted trees (gbdt)"] = regression_metrics(truth, trees)
+        return out
