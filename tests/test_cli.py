@@ -191,10 +191,10 @@ def test_train_on_a_csv_and_missing_target_column(tmp_path, capsys):
     csv.write_text("\n".join(rows) + "\n")
     runs = tmp_path / "runs"
     code, _, err = run_cli(
-        ["train", "--data", str(csv), "--target", "label", "--runs-dir", str(runs), *FAST], capsys
+        ["train", "--data", str(csv), "--target", "label", "--runs-dir", str(runs)], capsys
     )
     assert code == 0, err
-    assert "mlp" in only_run(runs).name
+    assert "gbdt" in only_run(runs).name  # auto on a small table: trees first
     code, _, err = run_cli(
         ["train", "--data", str(csv), "--target", "kind", "--runs-dir", str(tmp_path / "r2")],
         capsys,
@@ -386,18 +386,19 @@ def test_a_relative_csv_runs_again_from_any_folder_and_filled_cells_are_reported
     here.mkdir(), elsewhere.mkdir()
     (here / "table.csv").write_text("\n".join(rows) + "\n")
     monkeypatch.chdir(here)
-    code, out, err = run_cli(["train", "--data", "table.csv", "--runs-dir", "runs", *FAST], capsys)
+    code, out, err = run_cli(
+        ["train", "mlp", "--data", "table.csv", "--runs-dir", "runs", *FAST], capsys
+    )
     assert code == 0, err
     run = only_run(here / "runs")
     assert f'name = "{here / "table.csv"}"' in (run / "config.toml").read_text()
     assert f"run folder: {run}" in out  # absolute, so it can be pasted anywhere
     filled = "filled 3 missing cell(s) of numeric columns with the column's train median: size 3"
     blank = "1 missing cell(s) of categorical columns encode as all zeros (no category): colour 1"
-    auto = "model auto chose mlp: tabular dense features: the guide's first pick is an MLP."
-    for note in (filled, blank, auto):
+    for note in (filled, blank):
         assert f"note: {note}" in out
     report = (run / "report.md").read_text()
-    assert "## Notes" in report and all(f"- {n}" in report for n in (filled, blank, auto))
+    assert "## Notes" in report and all(f"- {n}" in report for n in (filled, blank))
 
     monkeypatch.chdir(elsewhere)
     args = ["train", "--config", str(run / "config.toml"), "--runs-dir", "again", "--quiet"]
@@ -444,3 +445,27 @@ def test_python_dash_m_fieldguide_is_the_cli():
         text=True,
     )
     assert bad.returncode != 0 and "no-such-model" in bad.stderr
+
+
+def test_auto_fits_trees_first_on_a_small_table_and_refuses_loop_options_it_would_drop(
+    tmp_path, capsys
+):
+    rng = np.random.default_rng(1)
+    rows = ["width,height,label"]
+    for i in range(80):
+        big = i % 2 == 0
+        rows.append(f"{rng.normal(3 if big else 1, 1):.3f},{rng.normal(0, 1):.3f},{'ab'[big]}")
+    path = tmp_path / "table.csv"
+    path.write_text("\n".join(rows) + "\n")
+    runs = tmp_path / "runs"
+    code, out, err = run_cli(["train", "--data", str(path), "--runs-dir", str(runs)], capsys)
+    assert code == 0, err
+    assert "note: model auto chose gbdt:" in out and "trees first" in out
+    run = only_run(runs)
+    assert 'name = "gbdt"' in (run / "config.toml").read_text()
+    assert "logistic regression" in (run / "report.md").read_text()  # the baselines beside it
+    code, _, err = run_cli(
+        ["train", "--data", str(path), "--epochs", "3", "--runs-dir", str(tmp_path / "r2")], capsys
+    )
+    assert code == 2 and "--model auto chose gbdt" in err and "--epochs" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "r2").exists()

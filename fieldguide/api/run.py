@@ -91,44 +91,48 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str, list[str]]:
     from fieldguide.train.loop import seed_everything
 
     d = run.data
-    # A model that reads fields rows (Wide & Deep, DLRM) reads a CSV as them.
-    fields_model = (
-        run.model != "auto" and getattr(get_entry(run.model).cls, "reads", "") == "fields"
-    )
-    data = load_data(
-        d.name,
-        seed=d.split_seed,
-        val_fraction=d.val_fraction,
-        test_fraction=d.test_fraction,
-        target=d.target or None,
-        image_size=d.image_size or None,
-        labels_per_class=d.labels_per_class or None,
-        node_features=d.node_features or None,
-        task=d.task,
-        season=d.season or None,
-        categorical=columns(d.categorical),
-        dense=columns(d.dense),
-        fields=fields_model and d.name.lower().endswith(".csv"),
-    )
+
+    def read(model: str) -> Any:
+        # A model that reads fields rows (Wide & Deep, DLRM) reads a CSV as them.
+        fields_model = model != "auto" and getattr(get_entry(model).cls, "reads", "") == "fields"
+        return load_data(
+            d.name,
+            seed=d.split_seed,
+            val_fraction=d.val_fraction,
+            test_fraction=d.test_fraction,
+            target=d.target or None,
+            image_size=d.image_size or None,
+            labels_per_class=d.labels_per_class or None,
+            node_features=d.node_features or None,
+            task=d.task,
+            season=d.season or None,
+            categorical=columns(d.categorical),
+            dense=columns(d.dense),
+            fields=fields_model and d.name.lower().endswith(".csv"),
+        )
+
+    data = read(run.model)
+    reason = ""
+    if run.model == "auto":  # the guide's rules pick, from what the data says about itself
+        name, reason = auto_model(
+            data.modality, tuple(getattr(data, "input_shape", ())), **_auto_facts(data, d)
+        )
+        run = replace(run, model=name)
+        if getattr(get_entry(name).cls, "reads", "") == "fields" and data.modality != "fields":
+            data = read(name)  # the CSV again, as categorical fields rows
     # A pretrained text model reads its own vocabulary: the texts are encoded again with it.
-    text_tokenizer = (
-        "" if run.model == "auto" else getattr(get_entry(run.model).cls, "text_tokenizer", "")
-    )
+    text_tokenizer = getattr(get_entry(run.model).cls, "text_tokenizer", "")
     if text_tokenizer and getattr(data, "modality", "") == "text":
         from fieldguide.data.wordpiece import retokenize
 
         data = retokenize(data, text_tokenizer)
-    pretrained = run.model != "auto" and run.model_config.get(
+    pretrained = run.model_config.get(
         "pretrained", getattr(get_entry(run.model).config, "pretrained", False)
     )
     if pretrained:
         from fieldguide.data.imagenet import imagenet_standardized
 
         data = imagenet_standardized(data)  # the pretrained network's own input statistics
-    reason = ""
-    if run.model == "auto":
-        name, reason = auto_model(data.modality, tuple(getattr(data, "input_shape", ())))
-        run = replace(run, model=name)
     task = _make_task(data, run)
     seed_everything(run.train.seed)  # the initial weights depend on the seed alone
     model = task.build_model(run.model, **run.model_config)
@@ -138,6 +142,28 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str, list[str]]:
 
     notes = prepare(model, run.train)  # --from, --freeze, --lora: before the first step
     return data, task, model, run, reason, notes
+
+
+def _auto_facts(data: Any, d: DataConfig) -> dict[str, Any]:
+    """What `auto_model`'s rules need to know of loaded data: rows, and a table's ID columns."""
+    facts: dict[str, Any] = {}
+    splits = [getattr(data, s, None) for s in ("train", "val", "test")]
+    sizes = [len(s.y) for s in splits if s is not None and hasattr(s, "y")]
+    if sizes:
+        facts["rows"] = sum(sizes)
+    if data.modality == "tabular":
+        from fieldguide.data.base import RegressionData
+
+        if isinstance(data, RegressionData):
+            facts["task"] = "regression"
+        if d.name.lower().endswith(".csv"):  # categorical columns with many values are IDs
+            from fieldguide.guide.recommend import facts_of_data
+
+            found = facts_of_data(d.name, d.target or None)
+            for key in ("id_cardinality", "fields"):
+                if found.get(key):
+                    facts[key] = found[key]
+    return facts
 
 
 def _run_dir(runs_dir: Path, model: str, data_name: str) -> Path:
@@ -255,6 +281,14 @@ def train(
     notes += data_notes(data_obj)
     shown = Progress(progress)
     if getattr(net, "fits_directly", False):  # a classical baseline: one fit, no loop
+        if reason:  # auto chose it: the loop options given must not be dropped silently
+            try:
+                _check_direct_fit(run, resume, nproc)
+            except ValueError as error:
+                raise ValueError(
+                    f"--model auto chose {run.model} ({reason}); {error} Or pass --model mlp "
+                    "to train a network with them."
+                ) from None
         return _fit_directly(run, data_obj, task, net, notes, shown, Path(runs_dir))
     if resume is None:
         run_dir = distributed.broadcast_object(_run_dir(Path(runs_dir), run.model, data_obj.name))

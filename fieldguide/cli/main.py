@@ -1,4 +1,4 @@
-"""`fieldguide` command: list, show, diagram, train, generate, data list. Parsing and printing.
+"""`fieldguide` command: list, show, recommend, diagram, train, compare, tour, gotchas, ...
 
 Errors are one line on stderr and exit code 2; `--debug` (before or after the command) shows
 the traceback instead. A run stopped by Ctrl-C exits with 130, like any interrupted command.
@@ -142,8 +142,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="registered models: name, family, parameters")
     p.add_argument("--family", help="only this family (mlp, resnet, ...)")
 
-    p = sub.add_parser("show", help="one model's card: config, parameters, expected input")
-    p.add_argument("name")
+    p = sub.add_parser(
+        "show", help="a model's or a family's card: when to use it, parameters, input, diagram"
+    )
+    p.add_argument("name", help="a model (`fieldguide list`) or a family (mlp, resnet, ...)")
+
+    from fieldguide.guide import recommend as recommend_command  # torch-free
+
+    p = sub.add_parser(
+        "recommend", help="which model for your data or problem, ranked, with the reasons"
+    )
+    recommend_command.add_arguments(p)
+
+    from fieldguide.api import compare as compare_command
+    from fieldguide.api import tour as tour_command
+
+    p = sub.add_parser(
+        "compare", help="train several models under one budget on one split: a leaderboard"
+    )
+    compare_command.add_compare_arguments(p)
+    p = sub.add_parser(
+        "tour", help="every family on its starter data under a small budget: docs/tour.md"
+    )
+    tour_command.add_tour_arguments(p)
+
+    from fieldguide.guide import gotchas as gotchas_command
+
+    p = sub.add_parser(
+        "gotchas", help="the guide's common pitfalls, each run as a small measured experiment"
+    )
+    gotchas_command.add_arguments(p)
 
     p = sub.add_parser("diagram", help="a model or a run's model as Mermaid, DOT or JSON")
     p.add_argument("target", metavar="NAME|RUN", help="a registered model name or a run folder")
@@ -378,33 +406,10 @@ def cmd_diagram(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    """Print one model's card."""
-    from rich.console import Console
+    """Print a model's or a family's card (fieldguide/guide/cards.py)."""
+    from fieldguide.guide.cards import render_card
 
-    from fieldguide.api.catalog import load_catalog
-
-    catalog = load_catalog()
-    if args.name not in catalog:
-        raise ValueError(unknown("model", args.name, catalog, "see `fieldguide list`."))
-    card = catalog[args.name]
-    console = Console()
-    console.print(f"[bold]{args.name}[/bold] — {card['summary']}")
-    console.print(f"family      {card['family']} ({card['class']})")
-    console.print(f"parameters  {card['parameters']:,}")
-    console.print(f"input       {card['input']}")
-    console.print(f"reads       {card['reads']}: trains for {', '.join(card['tasks'])}")
-    console.print(f"invariants  {', '.join(card['invariants']) or '-'}")
-    if card.get("receptive_field") is not None:
-        console.print(f"receptive field  {card['receptive_field']} steps")
-    console.print("config")
-    for key, value in card["config"].items():
-        console.print(f"  {key} = {value}")
-    console.print(f"diagram     (Mermaid, traced from the code; `fieldguide diagram {args.name}`)")
-    console.print(card["diagram"], markup=False, highlight=False)
-    console.print(
-        f"create      fieldguide.create_model({args.name!r}, ...)  or  "
-        f"fieldguide train --model {args.name}"
-    )
+    sys.stdout.write(render_card(args.name))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -574,6 +579,13 @@ def cmd_data(args: argparse.Namespace) -> None:
     _console().print(table)
 
 
+def _delegate(module: str, function: str, args: argparse.Namespace) -> int:
+    """Run a command that lives beside its own code (recommend, compare, tour, gotchas)."""
+    import importlib
+
+    return getattr(importlib.import_module(module), function)(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fieldguide` console script."""
     parser = build_parser()
@@ -590,6 +602,10 @@ def main(argv: list[str] | None = None) -> int:
         "export": cmd_export,
         "sample": cmd_sample,
         "data": cmd_data,
+        "recommend": lambda a: _delegate("fieldguide.guide.recommend", "main", a),
+        "compare": lambda a: _delegate("fieldguide.api.compare", "main_compare", a),
+        "tour": lambda a: _delegate("fieldguide.api.tour", "main_tour", a),
+        "gotchas": lambda a: _delegate("fieldguide.guide.gotchas", "main", a),
     }
     try:
         code = commands[args.command](args)
