@@ -54,11 +54,20 @@ class Stop:
     model: str
     data: str
     carrier: str = ""  # "minilm" or "mobilenet": pretrained weights from a package
+    # TrainConfig fields besides the budget. The schedule is planned over all the epochs, so on
+    # the larger starters one epoch keeps warmup and decay within a budget of about a minute.
+    recipe: tuple[tuple[str, Any], ...] = ()
 
     @property
     def key(self) -> str:
         """The stop's name in the state file."""
         return f"{self.family}/{self.model}/{self.data}"
+
+    @property
+    def shown_model(self) -> str:
+        """The model cell: its name, and any recipe fields the stop sets."""
+        fields = ", ".join(f"{k}={v}" for k, v in self.recipe)
+        return f"`{self.model}`" + (f" ({fields})" if fields else "")
 
 
 # Small presets that learn something within a minute on 2 CPU cores, grouped by the §0 row.
@@ -67,12 +76,19 @@ STOPS = (
     Stop("Tabular (CTR/ranking)", "mlp", "mlp-small", "two-moons"),
     Stop("Tabular (CTR/ranking)", "classical", "gbdt", "two-moons"),
     Stop("Images (classification)", "resnet", "resnet-tiny", "digits"),
-    Stop("Images (classification)", "mobilenet", "mobilenetv2", "digits", "mobilenet"),
+    Stop(
+        "Images (classification)",
+        "mobilenet",
+        "mobilenetv2",
+        "fashion-mnist",  # ImageNet features need more than digits' 8x8 pixels
+        "mobilenet",
+        (("epochs", 1),),
+    ),
     Stop("Images (classification)", "vit", "vit-tiny", "digits"),
     Stop("Images (segmentation)", "unet", "unet-tiny", "nuclei"),
     Stop("Text understanding", "transformer", "minilm", "rotten-tomatoes", "minilm"),
-    Stop("Text/code generation", "transformer", "gpt-tiny", "kjv"),
-    Stop("Seq2Seq (translation)", "transformer", "t5-tiny", "dates"),
+    Stop("Text/code generation", "transformer", "gpt-tiny", "kjv", recipe=(("epochs", 1),)),
+    Stop("Seq2Seq (translation)", "transformer", "t5-tiny", "dates", recipe=(("epochs", 1),)),
     Stop("Time series", "rnn", "gru", "sunspots"),
     Stop("Time series", "ssm", "s4d", "co2"),
     Stop("Speech", "tcn", "tcn-small", "spoken-digits"),
@@ -161,7 +177,7 @@ def table_row(stop: Stop, record: dict[str, Any]) -> str:
     """The markdown row of `stop` from its record in the state file."""
     from fieldguide.api.compare import best_baseline
 
-    head = f"| {stop.row} | {stop.family} | {stop.data} | `{stop.model}` |"
+    head = f"| {stop.row} | {stop.family} | {stop.data} | {stop.shown_model} |"
     if record.get("skipped") or record.get("failed"):
         why = record.get("skipped") or f"failed: {record['failed']}"
         return f"{head} not run: {_cell(why)} | - | - | - | - |"
@@ -182,7 +198,11 @@ def table_row(stop: Stop, record: dict[str, Any]) -> str:
 
 
 def render(
-    stops: Sequence[Stop], records: dict[str, dict[str, Any]], budget: str, command: str
+    stops: Sequence[Stop],
+    records: dict[str, dict[str, Any]],
+    budget: str,
+    command: str,
+    state_dir: str | Path = "runs/tour",
 ) -> str:
     """docs/tour.md: a header line, the one table, and how to read it."""
     lines = [
@@ -198,12 +218,13 @@ def render(
     lines += [
         README_END,
         "",
-        "Each model trained for the budget above (or fewer steps, where its default epochs ran "
-        "out first) on its starter's own train split; the metric is the test split's, with ↑ "
-        "where higher is better and ↓ where lower is. The baseline is the best of the task's "
-        "simple baselines on the same test rows. Latency is the median of batch-1 forward "
-        "passes in eval mode on this machine. Each run folder, with its report.md, is under "
-        "the tour's state folder (runs/tour/runs by default).",
+        "Each model trained for the budget above on its starter's train split (fewer steps "
+        "where its epochs ran out first; classical models are fitted in one pass), with the "
+        "recipe `fieldguide train` gives it (a pretrained preset's own) and any field shown "
+        "beside the model. The metric is the test split's: ↑ where higher is better, ↓ where "
+        "lower is. The baseline is the best of the task's simple baselines on the same test "
+        "rows. Latency is the median of batch-1 forward passes in eval mode on this machine. "
+        f"The run folders, each with its report.md, are under {Path(state_dir, 'runs')}.",
         "",
     ]
     return "\n".join(lines)
@@ -267,7 +288,12 @@ def tour(
         log(f"{where} ...")
         try:
             trained = train_under_budget(
-                stop.model, stop.data, plan, runs_dir=state_dir / "runs", progress=progress
+                stop.model,
+                stop.data,
+                plan,
+                runs_dir=state_dir / "runs",
+                progress=progress,
+                recipe=dict(stop.recipe),
             )
             if trained is None:
                 interrupted = True
@@ -290,7 +316,7 @@ def tour(
         log(f"{where}: {table_row(stop, records[stop.key]).split(' | ')[4]}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, render(stops, records, plan.text, command))
+    write_atomic(out, render(stops, records, plan.text, command, state_dir))
     return {"out": out, "records": records, "interrupted": interrupted, "failed": failed}
 
 
