@@ -134,6 +134,18 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str, list[str]]:
 
         data = imagenet_standardized(data)  # the pretrained network's own input statistics
     task = _make_task(data, run)
+    if reason and run.model == "gbdt" and task.train_size <= SMALL_TABLE_ROWS:
+        from fieldguide.models.classical import cross_validated_pick
+
+        pick, scores = cross_validated_pick(task, seed=run.train.seed)
+        metric = "accuracy" if hasattr(task, "num_classes") else "negative MSE (z-scored)"
+        shown = ", ".join(f"{name} {value:.3f}" for name, value in scores.items())
+        reason += (
+            f"; on a table this small one validation split cannot tell trees from a linear "
+            f"model, so 5-fold cross-validation on train + validation decided ({metric}: "
+            f"{shown}): {pick}"
+        )
+        run = replace(run, model=pick)
     seed_everything(run.train.seed)  # the initial weights depend on the seed alone
     model = task.build_model(run.model, **run.model_config)
     # Record every config field, so the run repeats even if the preset changes later.
@@ -142,6 +154,10 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str, list[str]]:
 
     notes = prepare(model, run.train)  # --from, --freeze, --lora: before the first step
     return data, task, model, run, reason, notes
+
+
+# Training rows up to which auto checks its trees against a linear model by cross-validation.
+SMALL_TABLE_ROWS = 20000
 
 
 def _auto_facts(data: Any, d: DataConfig) -> dict[str, Any]:

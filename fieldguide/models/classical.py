@@ -672,3 +672,50 @@ register("linear", LinearConfig(), Linear)
 register("knn", KNNConfig(), KNN)
 register("tfidf-logreg", TfidfConfig(), TfidfLogReg)
 register("seasonal-naive", SeasonalNaiveConfig(), SeasonalNaive)
+
+
+def cross_validated_pick(
+    task: Any, candidates: tuple[str, ...] = ("gbdt", "linear"), folds: int = 5, seed: int = 0
+) -> tuple[str, dict[str, float]]:
+    """The candidate with the best k-fold cross-validated score on train + validation rows.
+
+    On a small table one validation split is a few dozen rows, too few to tell trees from a
+    linear model; k folds over train + validation use every row for both fitting and scoring.
+    Scores: accuracy for classification, negative mean squared error (z-scored target) for
+    regression. Each candidate is its scikit-learn estimator at default strength: trees with
+    scikit-learn's default rounds, a logistic (C=1) or ridge (alpha=1) model. Ties go to the
+    first candidate. Returns (name, {name: score}).
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+
+    parts = [_split_arrays(task, split) for split in ("train", "val")]
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    classify = _is_classification(task)
+    smallest = int(np.bincount(y).min(initial=folds)) if classify else folds
+    k = max(2, min(folds, smallest if classify else len(y)))
+    if classify and np.bincount(y).min() < 2:  # a class with one row cannot be stratified
+        splitter: Any = KFold(k, shuffle=True, random_state=seed)
+    elif classify:
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(k, shuffle=True, random_state=seed)
+    estimators = {
+        "gbdt": (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
+            random_state=seed
+        ),
+        "linear": LogisticRegression(max_iter=2000) if classify else Ridge(alpha=1.0),
+    }
+    scoring = "accuracy" if classify else "neg_mean_squared_error"
+    scores = {}
+    for name in candidates:
+        if name not in estimators:
+            raise ValueError(
+                f"cross_validated_pick compares {', '.join(estimators)}; got candidate '{name}'."
+            )
+        values = cross_val_score(estimators[name], x, y, cv=splitter, scoring=scoring)
+        scores[name] = float(values.mean())
+    best = max(candidates, key=lambda name: scores[name])  # max keeps the first of ties
+    return best, scores

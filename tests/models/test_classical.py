@@ -83,8 +83,10 @@ def sklearn_estimator_of(task, model):
     y = task.batch("train", torch.arange(task.split_size("train")))[1].numpy()
     xv = task.batch("val", torch.arange(task.split_size("val")))[0].double().numpy()
     yv = task.batch("val", torch.arange(task.split_size("val")))[1].numpy()
-    kind = HistGradientBoostingRegressor if isinstance(task, RegressionTask) else (
-        HistGradientBoostingClassifier
+    kind = (
+        HistGradientBoostingRegressor
+        if isinstance(task, RegressionTask)
+        else (HistGradientBoostingClassifier)
     )
     return kind(
         max_iter=c.max_iter,
@@ -279,3 +281,32 @@ def test_tfidf_logreg_refuses_n_grams_that_overflow_its_keys():
     task = _text_task()
     with pytest.raises(ValueError, match="ngram_max=9"):
         task.build_model("tfidf-logreg", ngram_max=9)
+
+
+def test_cross_validation_picks_linear_for_a_linear_rule_and_trees_for_xor():
+    from fieldguide.models.classical import cross_validated_pick
+
+    rng = np.random.default_rng(0)
+
+    def task_of(x, y):
+        parts = _splits(x, y)
+        data = ClassificationData(
+            name="synthetic",
+            modality="tabular",
+            **{k: Split(v[0], torch.as_tensor(v[1])) for k, v in parts.items()},
+            classes=["a", "b"],
+            input_shape=(x.shape[1],),
+            description="synthetic",
+            synthetic=True,
+        )
+        return ClassificationTask(data)
+
+    x = rng.normal(size=(300, 8))
+    linear_rule = (x @ rng.normal(size=8) + 0.3 * rng.normal(size=300) > 0).astype(int)
+    pick, scores = cross_validated_pick(task_of(x, linear_rule))
+    assert pick == "linear" and scores["linear"] > scores["gbdt"]
+    xor = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
+    pick, scores = cross_validated_pick(task_of(x, xor))
+    assert pick == "gbdt" and scores["gbdt"] > scores["linear"] + 0.2
+    with pytest.raises(ValueError, match="candidate 'knn'"):
+        cross_validated_pick(task_of(x, xor), ("gbdt", "knn"))
