@@ -220,7 +220,7 @@ def trees_vs_mlp(quick: bool = False, seeds: Sequence[int] | None = None) -> Res
 
     start = time.perf_counter()
     seeds = tuple(seeds if seeds is not None else ((0, 1) if quick else (0, 1, 2)))
-    rows, epochs = 2000, 10 if quick else 30
+    rows, epochs = 2000, 10 if quick else 20
     cancer, wine = load_breast_cancer(), load_wine()
     tables = {"breast-cancer": lambda s: (cancer.data.astype(np.float32), cancer.target)}
     if quick:  # adult takes seconds to read; wine is bundled with scikit-learn
@@ -233,7 +233,7 @@ def trees_vs_mlp(quick: bool = False, seeds: Sequence[int] | None = None) -> Res
         for seed in seeds:
             x, y = load(seed)
             data = _table_data(x, y, label, seed)
-            trees = HistGradientBoostingClassifier(random_state=seed, max_iter=100)
+            trees = HistGradientBoostingClassifier(random_state=seed, max_iter=50 if quick else 100)
             trees.fit(data.train.x.numpy(), data.train.y.numpy())
             pred = trees.predict(data.test.x.numpy())
             acc.setdefault(f"gbdt · {label}", []).append(
@@ -294,7 +294,7 @@ def tiny_batch_norm(quick: bool = False, seeds: Sequence[int] | None = None) -> 
 
     start = time.perf_counter()
     seeds = tuple(seeds if seeds is not None else ((0, 1) if quick else (0, 1, 2)))
-    steps, batch = (40, 2) if quick else (250, 2)
+    steps, batch = (40, 2) if quick else (200, 2)
     accuracy: dict[str, list[float]] = {"GroupNorm": [], "BatchNorm": []}
     gap: dict[str, list[float]] = {"GroupNorm": [], "BatchNorm": []}
     for seed in seeds:
@@ -433,7 +433,7 @@ def class_imbalance(quick: bool = False, seeds: Sequence[int] | None = None) -> 
 
     start = time.perf_counter()
     seeds = tuple(seeds if seeds is not None else ((0, 1) if quick else (0, 1, 2, 3)))
-    keep, epochs = (0.08, 8) if quick else (0.08, 20)
+    keep, epochs = (0.08, 6) if quick else (0.08, 20)
     f1: dict[str, list[float]] = {"balanced weights": [], "focal loss": [], "plain": []}
     rare_recall: dict[str, list[float]] = {a: [] for a in f1}
     for seed in seeds:
@@ -542,7 +542,9 @@ def padding_masks(quick: bool = False, seeds: Sequence[int] | None = None) -> Re
 
     start = time.perf_counter()
     seeds = tuple(seeds if seeds is not None else ((0, 1) if quick else (0, 1, 2)))
-    train_rows, steps, width = (800, 60, 64) if quick else (2000, 150, 64)
+    # One epoch holds more batches than the steps: no text is seen twice, validation runs once.
+    steps, test_rows, width = (60, 300, 64) if quick else (120, 500, 64)
+    train_rows = 32 * steps + 1
     arms = ("masks", "no masks")
     numbers: dict[str, dict[str, list[float]]] = {
         metric: {a: [] for a in arms}
@@ -555,7 +557,8 @@ def padding_masks(quick: bool = False, seeds: Sequence[int] | None = None) -> Re
     for seed in seeds:
         # Split seeds 3 apart per seed: train, val and test never share a draw.
         train, val, test = (
-            _letter_texts(3 * seed + k, n, width) for k, n in enumerate((train_rows, 300, 500))
+            _letter_texts(3 * seed + k, n, width)
+            for k, n in enumerate((train_rows, 200, test_rows))
         )
         data = ClassificationData(
             "letters",
