@@ -338,6 +338,7 @@ def test_committed_tour_has_the_table_and_every_family():
     assert all(len(r) == len(COLUMNS) for r in rows)
     assert set(tour_families()) <= {r[1] for r in rows}
     for row in rows:
+        # a number, or the package a stop needs; never a failed stop
         assert re.fullmatch(r"[\w@]+=-?\d+\.\d+ [↑↓]", row[4]) or row[4].startswith("not run")
 
 
@@ -352,6 +353,13 @@ def test_tour_row_falls_back_to_seasonal_naive_and_hides_zero_parameters():
     assert cells[5] == "seasonal naive: snaive_ratio=1 (this model 0.9700)"
     record["baselines"] = {"a": {"mase": 1.5}, "b": {"mase": 1.1}, "c": {"mae": 0.1}}
     assert tour_mod.table_row(stop, record).split(" | ")[5] == "b: mase=1.1000"  # the best
+
+
+def test_tour_row_of_a_failed_stop_says_why():
+    stop = Stop("Graphs", "gnn", "gcn", "karate")
+    row = tour_mod.table_row(stop, {"failed": "ValueError: x | y"})
+    assert row.split(" | ")[4] == "failed: ValueError: x \\| y"  # pipes escaped
+    assert row.count(" | ") == len(COLUMNS) - 1
 
 
 def test_tour_stop_key_names_family_model_and_data():

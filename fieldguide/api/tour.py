@@ -179,8 +179,12 @@ def table_row(stop: Stop, record: dict[str, Any]) -> str:
 
     head = f"| {stop.row} | {stop.family} | {stop.data} | {stop.shown_model} |"
     if record.get("skipped") or record.get("failed"):
-        why = record.get("skipped") or f"failed: {record['failed']}"
-        return f"{head} not run: {_cell(why)} | - | - | - | - |"
+        why = (
+            f"not run: {record['skipped']}"
+            if record.get("skipped")
+            else f"failed: {record['failed']}"
+        )
+        return f"{head} {_cell(why)} | - | - | - | - |"
     metric, value = record["metric"], record["value"]
     shown = f"{metric}={value:.4f} {_arrow(metric)}" if value is not None else f"{metric}=-"
     base = best_baseline(record.get("baselines", {}), metric)
