@@ -193,10 +193,12 @@ def test_compare_resume_continues_an_interrupted_run_from_its_checkpoint(
     assert {r.model for r in board2.rows} == set(MODELS)
 
 
-def test_compare_resume_refuses_other_models(board):
+def test_compare_resume_refuses_other_models_and_non_compare_folders(board, tmp_path):
     _, folder, _ = board
     with pytest.raises(ValueError, match="resume continues the compare"):
         compare("two-moons", "mlp,mlp-small", resume=folder)
+    with pytest.raises(ValueError, match="resume expects a compare folder with a state.json"):
+        compare(resume=tmp_path)
 
 
 @pytest.mark.parametrize(

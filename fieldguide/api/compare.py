@@ -605,12 +605,15 @@ def write_leaderboard(board: Leaderboard) -> None:
 def _read_state(folder: Path) -> dict[str, Any]:
     path = folder / "state.json"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"resume expects a compare folder with a state.json; {folder} has none."
+        raise OptionError(
+            f"{{resume}} expects a compare folder with a state.json; {folder} has none.",
+            "resume",
         )
     state = json.loads(path.read_text())
     if state.get("format") != STATE_FORMAT:
-        raise ValueError(f"resume expects a compare folder; {path} is not a compare state file.")
+        raise OptionError(
+            f"{{resume}} expects a compare folder; {path} is not a compare state file.", "resume"
+        )
     return state
 
 
