@@ -172,3 +172,17 @@ def test_cli_refuses_a_bad_only_in_one_line_with_exit_2(capsys):
     assert gotchas.main(parser.parse_args(["--only", "trees-vs-mpl", "--quick"])) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--only" in err and "'trees-vs-mlp'" in err
+
+
+def test_cli_prints_each_block_and_exits_0(results, monkeypatch, capsys):
+    monkeypatch.setitem(GOTCHAS, "norm-decay", lambda quick: results["norm-decay"])
+    parser = argparse.ArgumentParser()
+    gotchas.add_arguments(parser)
+    assert gotchas.main(parser.parse_args(["--only", "norm-decay", "--quick"])) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("norm-decay: ") and results["norm-decay"].verdict in out
+
+
+def test_quick_must_be_a_bool():
+    with pytest.raises(TypeError, match="quick"):
+        run_gotchas(["norm-decay"], quick="yes")
