@@ -186,3 +186,9 @@ def test_cli_prints_each_block_and_exits_0(results, monkeypatch, capsys):
 def test_quick_must_be_a_bool():
     with pytest.raises(TypeError, match="quick"):
         run_gotchas(["norm-decay"], quick="yes")
+
+
+@pytest.mark.parametrize("seeds", [[], [-1], [0.5], "01"])
+def test_bad_seeds_are_refused_in_one_sentence(seeds):
+    with pytest.raises(ValueError, match="seeds must"):
+        gotchas.norm_decay(quick=True, seeds=seeds)

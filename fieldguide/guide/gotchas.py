@@ -180,6 +180,19 @@ def _table_data(x: np.ndarray, y: np.ndarray, name: str, seed: int, **split: flo
     )
 
 
+def _seeds(seeds: Sequence[int] | None, quick: bool, full: int = 3) -> tuple[int, ...]:
+    """The seeds to run: those given, else 0, 1 when quick and 0 .. full-1 otherwise."""
+    if seeds is None:
+        return (0, 1) if quick else tuple(range(full))
+    if isinstance(seeds, str) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds
+    ):
+        raise ValueError(f"seeds must be integers in [0, 2**32); got {seeds!r}.")
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed; got none.")
+    return tuple(seeds)
+
+
 def _build(task: Any, name: str, seed: int, **overrides: Any) -> Any:
     """Registered model `name` sized for `task`, its initial weights drawn from `seed`."""
     import torch
@@ -216,11 +229,12 @@ def trees_vs_mlp(quick: bool = False, seeds: Sequence[int] | None = None) -> Res
     import torch
     from sklearn.datasets import load_breast_cancer, load_wine
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
 
     from fieldguide.tasks import make_task
 
     start = time.perf_counter()
-    seeds = tuple(seeds if seeds is not None else ((0, 1) if quick else (0, 1, 2)))
+    seeds = _seeds(seeds, quick)
     rows, epochs = 2000, 10 if quick else 20
     cancer, wine = load_breast_cancer(), load_wine()
     tables = {"breast-cancer": lambda s: (cancer.data.astype(np.float32), cancer.target)}
@@ -235,7 +249,8 @@ def trees_vs_mlp(quick: bool = False, seeds: Sequence[int] | None = None) -> Res
             x, y = load(seed)
             data = _table_data(x, y, label, seed)
             trees = HistGradientBoostingClassifier(random_state=seed, max_iter=50 if quick else 100)
-            trees.fit(data.train.x.numpy(), data.train.y.numpy())
+            with threadpool_limits(1):  # one thread, like the MLP (OpenMP would take every core)
+                trees.fit(data.train.x.numpy(), data.train.y.numpy())
             pred = trees.predict(data.test.x.numpy())
             acc.setdefault(f"gbdt · {label}", []).append(
                 float((pred == data.test.y.numpy()).mean())
@@ -294,7 +309,7 @@ def tiny_batch_norm(quick: bool = False, seeds: Sequence[int] | None = None) -> 
     from fieldguide.tasks import make_task
 
     start = time.perf_counter()
-    seeds = tuple(seeds if seeds is not None else ((0, 1) if quick else (0, 1, 2)))
+    seeds = _seeds(seeds, quick)
     steps, batch = (40, 2) if quick else (200, 2)
     accuracy: dict[str, list[float]] = {"GroupNorm": [], "BatchNorm": []}
     gap: dict[str, list[float]] = {"GroupNorm": [], "BatchNorm": []}
@@ -368,7 +383,7 @@ def norm_decay(quick: bool = False, seeds: Sequence[int] | None = None) -> Resul
     from fieldguide.tasks import make_task
 
     start = time.perf_counter()
-    seeds = tuple(seeds if seeds is not None else ((0, 1) if quick else (0, 1, 2)))
+    seeds = _seeds(seeds, quick)
     epochs, wd = (4, 0.1) if quick else (12, 0.1)
     arms = {"weights only": None, "everything": _decay_everything_trainer()}
     accuracy: dict[str, list[float]] = {a: [] for a in arms}
@@ -433,7 +448,7 @@ def class_imbalance(quick: bool = False, seeds: Sequence[int] | None = None) -> 
     from fieldguide.tasks import make_task, task_for
 
     start = time.perf_counter()
-    seeds = tuple(seeds if seeds is not None else ((0, 1) if quick else (0, 1, 2, 3)))
+    seeds = _seeds(seeds, quick, full=4)
     keep, epochs = (0.08, 6) if quick else (0.08, 20)
     f1: dict[str, list[float]] = {"balanced weights": [], "focal loss": [], "plain": []}
     rare_recall: dict[str, list[float]] = {a: [] for a in f1}
@@ -542,7 +557,7 @@ def padding_masks(quick: bool = False, seeds: Sequence[int] | None = None) -> Re
     from fieldguide.tasks import task_for
 
     start = time.perf_counter()
-    seeds = tuple(seeds if seeds is not None else ((0, 1) if quick else (0, 1, 2)))
+    seeds = _seeds(seeds, quick)
     # One epoch holds more batches than the steps: no text is seen twice, validation runs once.
     steps, test_rows, width = (60, 300, 64) if quick else (120, 500, 64)
     train_rows = 32 * steps + 1
@@ -598,8 +613,8 @@ def padding_masks(quick: bool = False, seeds: Sequence[int] | None = None) -> Re
         "test accuracy, padded to the longest",
         [("masks", "no masks")],
         measurements,
-        f"synthetic: texts of 4 to {width} letters a-d, label 'more a than b' ({train_rows:,} "
-        f"training texts); `bert-tiny`, {steps} steps of batch 32; 'no masks' passes an all-True "
+        f"synthetic: texts of 4 to {width} letters a-d, label 'more a than b'; `bert-tiny`, "
+        f"{steps} steps of batch 32, each training text seen once; 'no masks' passes an all-True "
         "mask, so padding is attended to and averaged into the pooled vector",
         seeds,
         start,
