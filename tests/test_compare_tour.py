@@ -368,11 +368,6 @@ def test_tour_stop_key_names_family_model_and_data():
     assert Stop("Graphs", "gnn", "gcn", "karate").key == "gnn/gcn/karate"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train.loop.LOWER_IS_BETTER lacks bits_per_dim and nll, so --monitor "
-    "val/bits_per_dim would keep the worst weights",
-)
 def test_trainer_monitor_mode_minimises_density_metrics():
     from fieldguide.train.loop import monitor_mode
 

@@ -379,9 +379,9 @@ def _check_direct_fit(run: RunConfig, resume: Any, nproc: int) -> None:
         if f.name not in _DIRECT_FIELDS and getattr(run.train, f.name) != getattr(defaults, f.name)
     ]
     if given:
-        from fieldguide.cli.main import _flag
+        from fieldguide.train.config import flag
 
-        flags = ", ".join(_flag(field) for field in given)
+        flags = ", ".join(flag(field) for field in given)
         raise ValueError(
             f"{name} is fitted in one pass by scikit-learn, so the training-loop options "
             f"{flags} do not apply; tune it with --set (see `fieldguide show {name}`)."

@@ -19,13 +19,12 @@ from fieldguide import __version__
 from fieldguide.api.config import DataConfig
 from fieldguide.suggest import unknown
 from fieldguide.train.config import OptionError, TrainConfig
+from fieldguide.train.config import flag as _flag
 
 # Data fields that have flags of their own or are given positionally.
 _DATA_FLAGS = {"name"}
 
 
-# Config fields whose flag is not "--" + the field name.
-_FLAG_OF = {"name": "--data", "init_from": "--from"}
 # Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
 
@@ -63,11 +62,6 @@ DATA_FORMATS = """your own data (`fieldguide data inspect PATH` says how a path 
   any labelled data  with a siamese-* model: metric learning (embeddings; the last half of the
                      classes held out for retrieval tests, --held-out-classes)
 Every bad row, file or cell is one sentence naming it; nothing is written on failure."""
-
-
-def _flag(name: str) -> str:
-    """The flag of a config field: `label_smoothing` is `--label-smoothing`."""
-    return _FLAG_OF.get(name, "--" + name.replace("_", "-"))
 
 
 def _field_comments(cls: type) -> dict[str, str]:

@@ -667,11 +667,152 @@ class SeasonalNaive(ClassicalModel):
         return seasonal_naive(x, horizon, int(self.period)).flatten(1)
 
 
+# -- spectral embedding + logistic regression -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpectralConfig:
+    """Node features beside the graph's leading eigenvectors, into a logistic regression."""
+
+    in_channels: int = 0  # node features, from the data
+    out_dim: int = 0  # classes, from the data
+    dim: int = 32  # eigenvectors of the normalised adjacency kept
+    C: float = 0.0  # inverse L2 strength; 0 tries 0.01 .. 100 and keeps the best on validation
+    max_nodes: int = 10000  # the eigendecomposition is dense: larger graphs are refused
+
+
+def spectral_embedding(
+    num_nodes: int, edge_index: Tensor, edge_weight: Tensor | None, dim: int
+) -> Tensor:
+    """The `dim` leading eigenvectors (N, dim) of D^-1/2 (A + I) D^-1/2, A made symmetric.
+
+    Leading eigenvectors of the normalised adjacency are the trailing ones of the normalised
+    Laplacian: smooth over the edges, so nodes joined by many paths get close rows. Signs are
+    fixed (each column's largest entry positive) and the decomposition runs in float64, so the
+    same graph gives the same embedding at fit and at predict time.
+    """
+    weight = torch.ones(edge_index.shape[1], dtype=torch.float64)
+    if edge_weight is not None:
+        weight = edge_weight.double().cpu()
+    a = torch.zeros(num_nodes, num_nodes, dtype=torch.float64)
+    src, dst = edge_index.cpu()
+    a.index_put_((src, dst), weight, accumulate=True)
+    a = a + a.T + torch.eye(num_nodes, dtype=torch.float64)  # both directions, self-loops
+    d = a.sum(1).rsqrt()
+    values, vectors = torch.linalg.eigh(d[:, None] * a * d[None, :])  # ascending
+    top = vectors[:, -min(dim, num_nodes) :].flip(1)  # (N, dim), largest eigenvalue first
+    sign = top.gather(0, top.abs().argmax(0, keepdim=True)).sign()
+    return top * torch.where(sign == 0, 1.0, sign)
+
+
+class SpectralLogReg(ClassicalModel):
+    """Spectral embedding + logistic regression: the classical baseline for node labels.
+
+    Each node's features are standardised and put beside its row of the graph's leading
+    eigenvectors (scaled by sqrt(N) to unit variance), and a logistic regression fitted on
+    the training nodes (C on the validation nodes) maps them to classes. It is transductive:
+    the embedding belongs to the graph it was fitted on, so predict on the same graph.
+    """
+
+    reads: ClassVar[str] = "graph"
+    outputs: ClassVar[tuple[str, ...]] = ("per-node",)
+    fits_tasks: ClassVar[tuple[str, ...]] = ("node-classification",)
+
+    def __init__(self, config: SpectralConfig) -> None:
+        super().__init__(config)
+        d, k = max(config.in_channels, 1) + config.dim, max(config.out_dim, 1)
+        self.register_buffer("mean", torch.zeros(max(config.in_channels, 1), dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(max(config.in_channels, 1), dtype=torch.float64))
+        self.register_buffer("weight", torch.zeros(k, d, dtype=torch.float64))
+        self.register_buffer("bias", torch.zeros(k, dtype=torch.float64))
+
+    @property
+    def input_description(self) -> str:
+        """What forward expects, in words and shape letters."""
+        return (
+            f"node features (N, {self.config.in_channels or 'D'}), edge_index (2, E), "
+            "optional edge_weight (E,)"
+        )
+
+    def example_input(self, batch_size: int = 2) -> tuple[Tensor, ...]:
+        """A random ring graph of `batch_size` nodes: (node features, edge_index)."""
+        n = max(batch_size, 2)
+        ring = torch.stack([torch.arange(n), torch.arange(1, n + 1) % n])
+        return torch.randn(n, max(self.config.in_channels, 1)), ring
+
+    @classmethod
+    def config_for_data(cls, config: SpectralConfig, spec: DataSpec) -> SpectralConfig:
+        """The config with the fields the data decides set from `spec`."""
+        cls.refuse_output(spec)
+        return replace(config, in_channels=spec.shape[0], out_dim=spec.num_outputs)
+
+    def features(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        """[standardised features, sqrt(N) x leading eigenvectors] per node (N, D + dim)."""
+        n = x.shape[0]
+        if n > self.config.max_nodes:
+            raise ValueError(
+                f"spectral-logreg decomposes the whole {n}-node graph densely; it takes at most "
+                f"max_nodes={self.config.max_nodes} (--set max_nodes=N to raise it)."
+            )
+        key = (n, edge_index.data_ptr(), edge_index._version, tuple(edge_index.shape))
+        key += (None,) if edge_weight is None else (edge_weight.data_ptr(), edge_weight._version)
+        if getattr(self, "_cached", (None,))[0] != key:  # one decomposition per graph tensor
+            embedding = spectral_embedding(n, edge_index, edge_weight, self.config.dim)
+            self._cached = (key, embedding * math.sqrt(n))
+        u = self._cached[1]
+        z = (x.double().cpu() - self.mean) / self.scale
+        if u.shape[1] < self.config.dim:  # a graph smaller than dim: zero columns
+            u = torch.cat([u, u.new_zeros(n, self.config.dim - u.shape[1])], 1)
+        return torch.cat([z, u], 1)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        """Logits (N, K) of every node of the graph."""
+        out = self.features(x, edge_index, edge_weight) @ self.weight.T + self.bias
+        return out.float().to(x.device)
+
+    def fit(self, task: Any, seed: int = 0) -> list[str]:
+        """Fit on the task's training nodes (C on its validation nodes); the run's notes."""
+        from sklearn.linear_model import LogisticRegression
+
+        g = task.graph
+        x = g.x.double()
+        self.mean = x.mean(0)
+        self.scale = x.std(0, correction=0).clamp_min(1e-12)
+        weight = task.edge_weight if task.edge_weight.numel() else None
+        feats = self.features(g.x, g.edge_index, weight).numpy()
+        train, val = task.nodes["train"].numpy(), task.nodes["val"].numpy()
+        y = g.y.numpy()
+        grid = (self.config.C,) if self.config.C > 0 else C_GRID
+        best, best_score, best_c = None, -math.inf, grid[0]
+        for c in grid:
+            est = LogisticRegression(C=c, max_iter=2000).fit(feats[train], y[train])
+            score = float((est.predict(feats[val]) == y[val]).mean())
+            if score > best_score:
+                best, best_score, best_c = est, score, c
+        k = task.num_classes
+        table = _class_table(best.classes_, k)
+        coef = torch.as_tensor(np.atleast_2d(best.coef_), dtype=torch.float64)
+        intercept = torch.as_tensor(np.atleast_1d(best.intercept_), dtype=torch.float64)
+        if len(best.classes_) == 2:
+            coef = torch.cat([torch.zeros_like(coef), coef])
+            intercept = torch.cat([torch.zeros_like(intercept), intercept])
+        self.weight.zero_()
+        self.bias.fill_(ABSENT_LOGIT)
+        seen = table >= 0
+        self.weight[seen], self.bias[seen] = coef[table[seen]], intercept[table[seen]]
+        chosen = "given" if self.config.C > 0 else "chosen on validation"
+        return [
+            f"spectral-logreg: {self.config.dim} leading eigenvectors of the {g.num_nodes}-node "
+            f"graph beside its {x.shape[1]} node features, C={best_c:g} ({chosen})"
+        ]
+
+
 register("gbdt", GBDTConfig(), GBDT)
 register("linear", LinearConfig(), Linear)
 register("knn", KNNConfig(), KNN)
 register("tfidf-logreg", TfidfConfig(), TfidfLogReg)
 register("seasonal-naive", SeasonalNaiveConfig(), SeasonalNaive)
+register("spectral-logreg", SpectralConfig(), SpectralLogReg)
 
 
 def cross_validated_pick(

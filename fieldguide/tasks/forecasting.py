@@ -259,6 +259,13 @@ class ForecastingTask(Task):
         """Z-scored values (..., C) back in the series' units, float64."""
         return z.double() * self.std + self.mean
 
+    def baselines(self, split: str) -> dict[str, dict[str, float]]:
+        """The seasonal-naive forecast of the same windows, scored like a model (in units)."""
+        x, _ = self.batch(split, torch.arange(self.split_size(split)))
+        naive = self.to_units(seasonal_naive(x, self.horizon, self.season))
+        metrics = forecast_metrics(self.truth(split), naive, scale=self.scale, baseline=naive)
+        return {f"seasonal naive (season {self.season})": metrics}
+
     def evaluate(self, model: nn.Module, split: str, **eval_options: Any) -> dict[str, float]:
         """Loss, MAE, RMSE, sMAPE, MASE and snaive_ratio of `split`, the last four in units."""
         z = self.predict(model, split, **eval_options)

@@ -77,6 +77,32 @@ class NodeClassificationTask(LabelTask):
                 f"such as {','.join(['10'] * config.num_layers)}."
             )
 
+    # Graphs up to this many nodes get the spectral baseline (a dense eigendecomposition).
+    SPECTRAL_MAX_NODES = 5000
+
+    def baselines(self, split: str) -> dict[str, dict[str, float]]:
+        """The majority class, and spectral embedding + logistic regression on small graphs.
+
+        `spectral-logreg` (models/classical.py) puts each node's features beside the graph's
+        leading eigenvectors: the classical way to use the edges without message passing.
+        """
+        out = super().baselines(split)
+        if self.graph.num_nodes > self.SPECTRAL_MAX_NODES:
+            return out
+        if getattr(self, "_spectral", None) is None:
+            self._spectral = self.build_model("spectral-logreg")
+            self._spectral.fit(self, seed=0)
+            self._spectral.eval()
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+        k, y = self.num_classes, self.labels(split)
+        guess = self.predict(self._spectral, split).argmax(1)
+        out["spectral embedding + logistic regression"] = {
+            "accuracy": MulticlassAccuracy(k, average="micro")(guess, y).item(),
+            "macro_f1": MulticlassF1Score(k, average="macro")(guess, y).item(),
+        }
+        return out
+
     def labels(self, split: str) -> Tensor:
         """The classes (N,) of the labelled nodes of `split`."""
         return self.graph.y[self.nodes[split]]

@@ -115,6 +115,15 @@ def check_fields(config: Any, **ranges: dict[str, float]) -> None:
             raise OptionError(f"{name} must be {finite}{text}; got {value!r}.", f.name, owner=owner)
 
 
+# Config fields whose command-line flag is not "--" + the field name.
+FLAG_OF = {"name": "--data", "init_from": "--from"}
+
+
+def flag(name: str) -> str:
+    """The flag of a config field: `label_smoothing` is `--label-smoothing`."""
+    return FLAG_OF.get(name, "--" + name.replace("_", "-"))
+
+
 # Losses a task may take by name; "auto" is the task's default (mse, ce+dice).
 LossName = Literal[
     "auto",

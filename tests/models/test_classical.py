@@ -310,3 +310,47 @@ def test_cross_validation_picks_linear_for_a_linear_rule_and_trees_for_xor():
     assert pick == "gbdt" and scores["gbdt"] > scores["linear"] + 0.2
     with pytest.raises(ValueError, match="candidate 'knn'"):
         cross_validated_pick(task_of(x, xor), ("gbdt", "knn"))
+
+
+def test_spectral_embedding_is_orthonormal_sign_fixed_and_permutation_equivariant():
+    from fieldguide.models.classical import spectral_embedding
+
+    g = torch.Generator().manual_seed(0)
+    n = 30
+    edges = torch.randint(0, n, (2, 120), generator=g)
+    weight = torch.rand(120, generator=g) + 0.1  # random weights: no symmetric nodes
+    u = spectral_embedding(n, edges, weight, 8)
+    torch.testing.assert_close(u.T @ u, torch.eye(8, dtype=torch.float64), atol=1e-8, rtol=0)
+    assert bool((u.gather(0, u.abs().argmax(0, keepdim=True)) > 0).all())
+    perm = torch.randperm(n, generator=g)
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(n)
+    moved = spectral_embedding(n, inverse[edges], weight, 8)  # node i is now inverse[i]
+    torch.testing.assert_close(moved[inverse], u, atol=1e-8, rtol=0)
+
+
+def test_spectral_logreg_run_on_a_graph_equals_sklearn_on_its_features(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from fieldguide.data import load_data
+    from fieldguide.tasks import make_task
+
+    task = make_task(load_data("karate"))
+    model = fitted(task, "spectral-logreg", C=1.0, dim=4)
+    g = task.graph
+    weight = task.edge_weight if task.edge_weight.numel() else None
+    feats = model.features(g.x, g.edge_index, weight).numpy()
+    train_nodes = task.nodes["train"].numpy()
+    est = LogisticRegression(C=1.0, max_iter=2000).fit(feats[train_nodes], g.y[train_nodes])
+    ours = model(g.x, g.edge_index, weight).softmax(-1).double().numpy()
+    np.testing.assert_allclose(ours, est.predict_proba(feats), atol=1e-6)
+    result = train("spectral-logreg", "karate", runs_dir=tmp_path / "runs", progress="quiet")
+    again = load_run_model(result.run_dir)  # its weights, rebuilt: it scores what the run did
+    probs = task.predict(again, "test")
+    assert (
+        abs(
+            float((probs.argmax(1) == task.labels("test")).float().mean())
+            - result.test_metrics["test/accuracy"]
+        )
+        < 1e-6
+    )

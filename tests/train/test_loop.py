@@ -348,6 +348,7 @@ def test_time_limit_ends_training_inside_an_epoch_evaluates_and_says_so():
     assert 1 <= result.step < planned  # stopped well before the plan
     assert result.history and result.history[-1]["step"] == result.step  # evaluated at the stop
     assert any("time limit" in note for note in result.notes)
+    assert trainer.lr < cfg.lr * 0.05  # the schedule ran on the clock: decayed by the end
     _, unlimited = fit(TrainConfig(epochs=1, batch_size=8, lr=1e-2, seed=1))
     assert not any("time limit" in note for note in unlimited.notes)
 
