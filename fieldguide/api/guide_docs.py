@@ -20,11 +20,11 @@ from fieldguide.guide.cards import (
     FITTED_FAMILIES,
     HABITS,
     MODEL_CARDS,
-    SELECTION,
     FamilyCard,
     cost_class,
     models_of,
 )
+from fieldguide.guide.rules import ROWS
 from fieldguide.models.registry import FAMILIES
 
 REGENERATE = "python -m fieldguide.api.guide_docs docs/guide"
@@ -121,15 +121,16 @@ def index_page(catalog: dict[str, dict[str, Any]]) -> str:
         "",
         "## Which model first",
         "",
-        "| data and task | start with | because | also try |",
-        "| --- | --- | --- | --- |",
+        "| data and task | start with | because | also try | the guide's row |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for pick in SELECTION:
+    for rule in ROWS:  # the rules `recommend` and `auto` follow, so the table cannot drift
         row = (
-            pick.task,
-            ", ".join(_link(n) for n in pick.first),
-            pick.why,
-            ", ".join(_link(n) for n in pick.alternatives),
+            f"{rule.modality}, {rule.task}",
+            _link(rule.pick),
+            rule.why,
+            ", ".join(_link(n) for n in rule.alternatives),
+            rule.guide or "(fieldguide's own)",
         )
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
     lines += [
