@@ -120,6 +120,7 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str, list[str]]:
         run = replace(run, model=name)
         if getattr(get_entry(name).cls, "reads", "") == "fields" and data.modality != "fields":
             data = read(name)  # the CSV again, as categorical fields rows
+        run = _with_recipe(run)
     # A pretrained text model reads its own vocabulary: the texts are encoded again with it.
     text_tokenizer = getattr(get_entry(run.model).cls, "text_tokenizer", "")
     if text_tokenizer and getattr(data, "modality", "") == "text":
@@ -154,6 +155,24 @@ def _load(run: RunConfig) -> tuple[Any, Any, Any, RunConfig, str, list[str]]:
 
     notes = prepare(model, run.train)  # --from, --freeze, --lora: before the first step
     return data, task, model, run, reason, notes
+
+
+def _with_recipe(run: RunConfig) -> RunConfig:
+    """`run` with the recipe of the preset auto chose (a pretrained model's), under the flags.
+
+    A field still at TrainConfig's default was not given, so the preset's value fills it, as
+    when the model is named on the command line.
+    """
+    from fieldguide.train.finetune import recipe_for
+
+    defaults = TrainConfig()
+    given = {
+        f.name: getattr(run.train, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(run.train, f.name) != getattr(defaults, f.name)
+    }
+    preset = recipe_for(run.model, given)
+    return replace(run, train=replace(run.train, **preset)) if preset else run
 
 
 # Training rows up to which auto checks its trees against a linear model by cross-validation.
