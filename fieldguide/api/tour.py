@@ -54,8 +54,8 @@ class Stop:
     model: str
     data: str
     carrier: str = ""  # "minilm" or "mobilenet": pretrained weights from a package
-    # TrainConfig fields besides the budget. The schedule is planned over all the epochs, so on
-    # the larger starters one epoch keeps warmup and decay within a budget of about a minute.
+    # TrainConfig fields besides the budget: one epoch on the larger starters, so a run that
+    # finishes its epoch inside the budget has had its whole warmup and decay.
     recipe: tuple[tuple[str, Any], ...] = ()
 
     @property
