@@ -101,12 +101,70 @@ def _binary_or_multi_logits(raw: Tensor, table: Tensor) -> Tensor:
     return out
 
 
+def fit_logistic(
+    x: Any, y: np.ndarray, x_val: Any, y_val: np.ndarray, c: float, grid: tuple, seed: int = 0
+) -> tuple[Any, float]:
+    """Logistic regression at C=c, or (c == 0) the grid's best on validation accuracy.
+
+    Returns (the fitted estimator, its C); ties keep the first (the strongest regulariser).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    best, best_score, best_c = None, -math.inf, 0.0
+    for value in (c,) if c > 0 else grid:
+        est = LogisticRegression(C=value, max_iter=2000, random_state=seed).fit(x, y)
+        score = float((est.predict(x_val) == y_val).mean())
+        if score > best_score:
+            best, best_score, best_c = est, score, value
+    return best, best_c
+
+
+def logistic_rows(est: Any, k: int) -> tuple[Tensor, Tensor]:
+    """(weight (K, D), bias (K,)) in float64: logits of the task's K classes from `est`.
+
+    scikit-learn fits one log-odds row for two classes, kept as logits (0, z); a class the fit
+    never saw gets a zero row and ABSENT_LOGIT.
+    """
+    coef = torch.as_tensor(np.atleast_2d(est.coef_), dtype=torch.float64)
+    intercept = torch.as_tensor(np.atleast_1d(est.intercept_), dtype=torch.float64)
+    if len(est.classes_) == 2:
+        coef = torch.cat([torch.zeros_like(coef), coef])
+        intercept = torch.cat([torch.zeros_like(intercept), intercept])
+    table = _class_table(est.classes_, k)
+    seen = table >= 0
+    weight = torch.zeros(k, coef.shape[1], dtype=torch.float64)
+    bias = torch.full((k,), ABSENT_LOGIT, dtype=torch.float64)
+    weight[seen], bias[seen] = coef[table[seen]], intercept[table[seen]]
+    return weight, bias
+
+
 def _vector_spec(cls: type, config: Any, spec: DataSpec) -> Any:
     cls.refuse_output(spec)
     if len(spec.shape) < 1:
         raise ValueError(f"{cls.__name__} reads vectors; the data gives examples of shape ().")
     width = math.prod(spec.shape)
     return replace(config, in_channels=width, out_dim=spec.num_outputs)
+
+
+class VectorModel(ClassicalModel):
+    """A classical model of flat vectors (table rows, or images' pixels)."""
+
+    reads: ClassVar[str] = "vectors"
+    invariants: ClassVar[frozenset[str]] = frozenset({"batch_independent"})
+
+    @property
+    def input_description(self) -> str:
+        """What forward expects, in words and shape letters."""
+        return f"vectors (B, {self.config.in_channels or 'D'})"
+
+    def example_input(self, batch_size: int = 2) -> Tensor:
+        """A small random input that forward accepts."""
+        return torch.randn(batch_size, max(self.config.in_channels, 1))
+
+    @classmethod
+    def config_for_data(cls, config: Any, spec: DataSpec) -> Any:
+        """The config with in_channels and out_dim set from `spec`."""
+        return _vector_spec(cls, config, spec)
 
 
 # -- gradient-boosted trees ------------------------------------------------------------------
@@ -131,7 +189,7 @@ class GBDTConfig:
     scores: int = 0  # raw scores per row: 1 (regression, two classes) or the classes seen
 
 
-class GBDT(ClassicalModel):
+class GBDT(VectorModel):
     """Gradient-boosted trees (scikit-learn HistGradientBoosting): the first pick on small tables.
 
     Fitted on the training split with early stopping on the validation split's loss. The
@@ -140,10 +198,6 @@ class GBDT(ClassicalModel):
     missing and the split sends missing values left), and the leaf values are summed per
     class onto the fitted baseline score.
     """
-
-    reads: ClassVar[str] = "vectors"
-    outputs: ClassVar[tuple[str, ...]] = ("per-example",)
-    invariants: ClassVar[frozenset[str]] = frozenset({"batch_independent"})
 
     def __init__(self, config: GBDTConfig) -> None:
         super().__init__(config)
@@ -158,20 +212,6 @@ class GBDT(ClassicalModel):
         self.register_buffer("tree_score", torch.zeros(t, dtype=torch.long))  # score of each tree
         self.register_buffer("baseline", torch.zeros(max(config.scores, 1), dtype=torch.float64))
         self.register_buffer("classes", torch.arange(max(config.out_dim, 1)))  # task class -> score
-
-    @property
-    def input_description(self) -> str:
-        """What forward expects, in words and shape letters."""
-        return f"vectors (B, {self.config.in_channels or 'D'})"
-
-    def example_input(self, batch_size: int = 2) -> Tensor:
-        """A small random input that forward accepts."""
-        return torch.randn(batch_size, max(self.config.in_channels, 1))
-
-    @classmethod
-    def config_for_data(cls, config: GBDTConfig, spec: DataSpec) -> GBDTConfig:
-        """The config with the fields the data decides set from `spec`."""
-        return _vector_spec(cls, config, spec)
 
     def fit(self, task: Any, seed: int = 0) -> list[str]:
         """Fit on the task's training split (choices on validation); the run's notes."""
@@ -273,15 +313,12 @@ class LinearConfig:
     max_iter: int = 2000  # solver iterations at most
 
 
-class Linear(ClassicalModel):
+class Linear(VectorModel):
     """Logistic regression (classification) or ridge regression, fitted by scikit-learn.
 
     The fitted map is logits = x W^T + b; for two classes scikit-learn fits one log-odds row,
     kept as logits (0, z).
     """
-
-    reads: ClassVar[str] = "vectors"
-    invariants: ClassVar[frozenset[str]] = frozenset({"batch_independent"})
 
     def __init__(self, config: LinearConfig) -> None:
         super().__init__(config)
@@ -289,60 +326,28 @@ class Linear(ClassicalModel):
         self.register_buffer("weight", torch.zeros(k, d, dtype=torch.float64))
         self.register_buffer("bias", torch.zeros(k, dtype=torch.float64))
 
-    @property
-    def input_description(self) -> str:
-        """What forward expects, in words and shape letters."""
-        return f"vectors (B, {self.config.in_channels or 'D'})"
-
-    def example_input(self, batch_size: int = 2) -> Tensor:
-        """A small random input that forward accepts."""
-        return torch.randn(batch_size, max(self.config.in_channels, 1))
-
-    @classmethod
-    def config_for_data(cls, config: LinearConfig, spec: DataSpec) -> LinearConfig:
-        """The config with the fields the data decides set from `spec`."""
-        return _vector_spec(cls, config, spec)
-
     def fit(self, task: Any, seed: int = 0) -> list[str]:
         """Fit on the task's training split (choices on validation); the run's notes."""
-        from sklearn.linear_model import LogisticRegression, Ridge
+        from sklearn.linear_model import Ridge
 
         x, y = _split_arrays(task, "train")
         x_val, y_val = _split_arrays(task, "val")
-        classify = _is_classification(task)
-        grid = (self.config.C,) if self.config.C > 0 else C_GRID
-        best, best_score, best_c = None, -math.inf, grid[0]
-        for c in grid:
-            if classify:
-                est = LogisticRegression(C=c, max_iter=self.config.max_iter).fit(x, y)
-                score = float((est.predict(x_val) == y_val).mean())
-            else:
+        if _is_classification(task):
+            est, best_c = fit_logistic(x, y, x_val, y_val, self.config.C, C_GRID, seed)
+            self.weight, self.bias = logistic_rows(est, task.num_classes)
+            what = "logistic regression"
+        else:
+            best, best_c = None, self.config.C
+            for c in (self.config.C,) if self.config.C > 0 else C_GRID:
                 est = Ridge(alpha=1.0 / c).fit(x, y)
                 score = -float(((est.predict(x_val) - y_val) ** 2).mean())
-            if score > best_score:
-                best, best_score, best_c = est, score, c
-        self.load_estimator(best, task)
-        what = "logistic regression" if classify else "ridge regression"
+                if best is None or score > best[0]:
+                    best, best_c = (score, est), c
+            self.weight = torch.as_tensor(np.atleast_2d(best[1].coef_), dtype=torch.float64)
+            self.bias = torch.as_tensor(np.atleast_1d(best[1].intercept_), dtype=torch.float64)
+            what = "ridge regression"
         chosen = "given" if self.config.C > 0 else "chosen on validation"
         return [f"linear: {what} with C={best_c:g} ({chosen})"]
-
-    def load_estimator(self, est: Any, task: Any) -> None:
-        """Copy a fitted LogisticRegression or Ridge into the weight and bias buffers."""
-        coef = torch.as_tensor(np.atleast_2d(est.coef_), dtype=torch.float64)
-        intercept = torch.as_tensor(np.atleast_1d(est.intercept_), dtype=torch.float64)
-        if not _is_classification(task):
-            self.weight.copy_(coef)
-            self.bias.copy_(intercept)
-            return
-        table = _class_table(est.classes_, task.num_classes)
-        if len(est.classes_) == 2:  # one log-odds row for the second class
-            coef = torch.cat([torch.zeros_like(coef), coef])
-            intercept = torch.cat([torch.zeros_like(intercept), intercept])
-        self.weight.zero_()
-        self.bias.fill_(ABSENT_LOGIT)
-        seen = table >= 0
-        self.weight[seen] = coef[table[seen]]
-        self.bias[seen] = intercept[table[seen]]
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, K), or the regression value (B, 1), of rows x (B, D)."""
@@ -363,7 +368,7 @@ class KNNConfig:
     rows: int = 0  # fitted: training rows kept
 
 
-class KNN(ClassicalModel):
+class KNN(VectorModel):
     """k nearest neighbours by Euclidean distance: the classic baseline for small images.
 
     The probabilities are the neighbours' class votes (with a 1e-6 floor so the log-loss stays
@@ -381,21 +386,12 @@ class KNN(ClassicalModel):
         self.register_buffer("train_y", torch.zeros(config.rows, dtype=torch.long))
         self.register_buffer("neighbours", torch.tensor(max(config.k, 1)))
 
-    @property
-    def input_description(self) -> str:
-        """What forward expects, in words and shape letters."""
-        return f"vectors (B, {self.config.in_channels or 'D'})"
-
-    def example_input(self, batch_size: int = 2) -> Tensor:
-        """A small random input that forward accepts."""
-        return torch.randn(batch_size, max(self.config.in_channels, 1))
-
     @classmethod
     def config_for_data(cls, config: KNNConfig, spec: DataSpec) -> KNNConfig:
         """The config with the fields the data decides set from `spec`."""
         if spec.output != "per-example" or spec.num_outputs < 2 or spec.vocab_size:
             raise ValueError("KNN classifies examples; this task needs another output.")
-        return _vector_spec(cls, config, spec)
+        return super().config_for_data(config, spec)
 
     def fit(self, task: Any, seed: int = 0) -> list[str]:
         """Fit on the task's training split (choices on validation); the run's notes."""
@@ -559,8 +555,6 @@ class TfidfLogReg(ClassicalModel):
 
     def fit(self, task: Any, seed: int = 0) -> list[str]:
         """Fit on the task's training split (choices on validation); the run's notes."""
-        from sklearn.linear_model import LogisticRegression
-
         c, n = self.config, task.split_size("train")
         grams_all = []
         for start in range(0, n, 512):  # document frequency of every n-gram
@@ -579,27 +573,11 @@ class TfidfLogReg(ClassicalModel):
         idf = ((1 + n) / (1 + counts.double())).log() + 1
         x, y = self._csr(task, "train", keys, idf), task.labels("train").numpy()
         x_val, y_val = self._csr(task, "val", keys, idf), task.labels("val").numpy()
-        grid = (c.C,) if c.C > 0 else (1.0, 3.0, 10.0, 30.0)
-        best, best_score, best_c = None, -math.inf, grid[0]
-        for value in grid:
-            est = LogisticRegression(C=value, max_iter=2000, random_state=seed).fit(x, y)
-            score = float((est.predict(x_val) == y_val).mean())
-            if score > best_score:
-                best, best_score, best_c = est, score, value
+        best, best_c = fit_logistic(x, y, x_val, y_val, c.C, (1.0, 3.0, 10.0, 30.0), seed)
         self._resize(features=len(keys))
         self.keys, self.idf = keys, idf
-        k = task.num_classes
-        table = _class_table(best.classes_, k)
-        coef = torch.as_tensor(np.atleast_2d(best.coef_), dtype=torch.float64)
-        intercept = torch.as_tensor(np.atleast_1d(best.intercept_), dtype=torch.float64)
-        if len(best.classes_) == 2:
-            coef = torch.cat([torch.zeros_like(coef), coef])
-            intercept = torch.cat([torch.zeros_like(intercept), intercept])
-        weight = torch.zeros(k, len(keys), dtype=torch.float64)
-        bias = torch.full((k,), ABSENT_LOGIT, dtype=torch.float64)
-        seen = table >= 0
-        weight[seen], bias[seen] = coef[table[seen]], intercept[table[seen]]
-        self.weight, self.bias = weight.T.contiguous(), bias
+        weight, self.bias = logistic_rows(best, task.num_classes)
+        self.weight = weight.T.contiguous()  # (features, K): rows gathered by n-gram
         chosen = "given" if c.C > 0 else "chosen on validation"
         return [
             f"tfidf-logreg: {len(keys):,} n-grams of 1-{c.ngram_max} tokens seen in at least "
@@ -772,8 +750,6 @@ class SpectralLogReg(ClassicalModel):
 
     def fit(self, task: Any, seed: int = 0) -> list[str]:
         """Fit on the task's training nodes (C on its validation nodes); the run's notes."""
-        from sklearn.linear_model import LogisticRegression
-
         g = task.graph
         x = g.x.double()
         self.mean = x.mean(0)
@@ -782,24 +758,10 @@ class SpectralLogReg(ClassicalModel):
         feats = self.features(g.x, g.edge_index, weight).numpy()
         train, val = task.nodes["train"].numpy(), task.nodes["val"].numpy()
         y = g.y.numpy()
-        grid = (self.config.C,) if self.config.C > 0 else C_GRID
-        best, best_score, best_c = None, -math.inf, grid[0]
-        for c in grid:
-            est = LogisticRegression(C=c, max_iter=2000).fit(feats[train], y[train])
-            score = float((est.predict(feats[val]) == y[val]).mean())
-            if score > best_score:
-                best, best_score, best_c = est, score, c
-        k = task.num_classes
-        table = _class_table(best.classes_, k)
-        coef = torch.as_tensor(np.atleast_2d(best.coef_), dtype=torch.float64)
-        intercept = torch.as_tensor(np.atleast_1d(best.intercept_), dtype=torch.float64)
-        if len(best.classes_) == 2:
-            coef = torch.cat([torch.zeros_like(coef), coef])
-            intercept = torch.cat([torch.zeros_like(intercept), intercept])
-        self.weight.zero_()
-        self.bias.fill_(ABSENT_LOGIT)
-        seen = table >= 0
-        self.weight[seen], self.bias[seen] = coef[table[seen]], intercept[table[seen]]
+        best, best_c = fit_logistic(
+            feats[train], y[train], feats[val], y[val], self.config.C, C_GRID, seed
+        )
+        self.weight, self.bias = logistic_rows(best, task.num_classes)
         chosen = "given" if self.config.C > 0 else "chosen on validation"
         return [
             f"spectral-logreg: {self.config.dim} leading eigenvectors of the {g.num_nodes}-node "
