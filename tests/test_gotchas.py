@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from fieldguide.guide import gotchas
-from fieldguide.guide.gotchas import GOTCHAS, Measurement, compare, format_results, run_gotchas
+from fieldguide.api import gotchas
+from fieldguide.api.gotchas import GOTCHAS, Measurement, compare, format_results, run_gotchas
 
 torch.set_num_threads(1)
 

@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tour_command.add_tour_arguments(p)
 
-    from fieldguide.guide import gotchas as gotchas_command
+    from fieldguide.api import gotchas as gotchas_command
 
     p = sub.add_parser(
         "gotchas", help="the guide's common pitfalls, each run as a small measured experiment"
@@ -599,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         "recommend": lambda a: _delegate("fieldguide.guide.recommend", "main", a),
         "compare": lambda a: _delegate("fieldguide.api.compare", "main_compare", a),
         "tour": lambda a: _delegate("fieldguide.api.tour", "main_tour", a),
-        "gotchas": lambda a: _delegate("fieldguide.guide.gotchas", "main", a),
+        "gotchas": lambda a: _delegate("fieldguide.api.gotchas", "main", a),
     }
     try:
         code = commands[args.command](args)
