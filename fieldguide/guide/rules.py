@@ -728,15 +728,16 @@ def _latency_rule(model: str, row: Row, needs: Needs) -> list[Effect]:
         return [
             Effect(
                 "latency",
-                f"{what}: usually under {ms:g} ms per input on a CPU, within {needs.latency_ms:g} "
-                f"ms",
+                f"{what}: estimated under {ms:g} ms per input on a CPU, within "
+                f"{needs.latency_ms:g} ms (an estimate from parameters at small inputs; large "
+                "images or long sequences cost more: measure with `fieldguide compare`)",
             )
         ]
     return [
         Effect(
             "latency",
-            f"{what}: often {ms:g} ms or more per input on a CPU, over the {needs.latency_ms:g} "
-            f"ms budget",
+            f"{what}: estimated at {ms:g} ms or more per input on a CPU, over the "
+            f"{needs.latency_ms:g} ms budget",
             False,
             move=3.0,
         )
