@@ -13,7 +13,8 @@ auto - best baseline in accuracy points.
 Measured (3 split seeds, 2 torch threads, OMP_WAIT_POLICY=PASSIVE; see the closing note of
 issue 16 for the table this printed).
 
-Run:  .venv/bin/python benchmarks/auto_vs_baselines.py [--seeds 0,1,2] [--files wine,iris,...]
+Run:  OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/auto_vs_baselines.py [--seeds 0,1,2]
+      [--files wine,iris,...] [--threads 2]
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--files", default="wine,iris,diabetes,rotten-tomatoes")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     from fieldguide.api import train
     from fieldguide.api.config import DataConfig
 
