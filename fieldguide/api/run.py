@@ -405,6 +405,11 @@ def _check_direct_fit(run: RunConfig, resume: Any, nproc: int) -> None:
             f"{name} is fitted in one pass by scikit-learn, so the training-loop options "
             f"{flags} do not apply; tune it with --set (see `fieldguide show {name}`)."
         )
+    if run.data.fanouts.strip():
+        raise ValueError(
+            f"{name} is fitted on the whole graph at once; --fanouts samples neighbourhoods for "
+            "training steps, so leave it out."
+        )
     if run.train.device not in ("auto", "cpu"):
         raise ValueError(f"{name} is fitted on the CPU; got --device {run.train.device}.")
 

@@ -63,8 +63,8 @@ class NodeClassificationTask(LabelTask):
 
     def check_model(self, name: str, cls: type, config: Any) -> None:
         """Neighbour sampling needs a graph model with one fan-out per layer."""
-        if not self.fanouts:
-            return
+        if not self.fanouts or getattr(cls, "fits_directly", False):
+            return  # a classical model is fitted on the whole graph (its run refuses fanouts)
         if cls.reads != "graph":
             raise ValueError(
                 f"fanouts sample neighbourhoods for graph models; {name} reads node features "

@@ -354,3 +354,26 @@ def test_spectral_logreg_run_on_a_graph_equals_sklearn_on_its_features(tmp_path)
         )
         < 1e-6
     )
+
+
+def test_spectral_logreg_refuses_fanouts_yet_is_the_baseline_of_a_sampled_gnn_run(tmp_path):
+    from fieldguide.api.config import DataConfig
+
+    with pytest.raises(ValueError, match="--fanouts"):
+        train(
+            "spectral-logreg",
+            "karate",
+            data_config=DataConfig(fanouts="5,5"),
+            runs_dir=tmp_path / "r1",
+            progress="quiet",
+        )
+    assert not (tmp_path / "r1").exists()
+    result = train(
+        "graphsage",
+        "karate",
+        data_config=DataConfig(fanouts="5,5"),
+        runs_dir=tmp_path / "r2",
+        progress="quiet",
+        epochs=2,
+    )
+    assert "spectral embedding + logistic regression" in (result.run_dir / "report.md").read_text()
