@@ -128,7 +128,7 @@ def test_compare_rows_carry_costs_and_calibration(board):
         assert row.ece is not None and 0 <= row.ece <= 1  # a classifier: calibration
         assert row.latency_ms is not None and row.latency_ms > 0
         assert row.throughput is not None and row.throughput > 0
-        assert row.train_seconds >= 0 and Path(row.run_dir, "report.md").is_file()
+        assert Path(row.run_dir, "report.md").is_file()
         assert row.baselines  # the task's baselines on the same test rows
     net = next(r for r in result.rows if r.model == "mlp-small")
     assert net.parameters > 0
@@ -372,3 +372,30 @@ def test_trainer_monitor_mode_minimises_density_metrics():
     from fieldguide.train.loop import monitor_mode
 
     assert monitor_mode("val/bits_per_dim") == "min" and monitor_mode("val/nll") == "min"
+
+
+def test_a_run_writes_its_measures_and_compare_reads_them_without_rebuilding(tmp_path, monkeypatch):
+    import json
+
+    import fieldguide.api.run as run_module
+    from fieldguide.api.compare import measure_run
+    from fieldguide.api.run import train
+
+    result = train(
+        "mlp-small", "two-moons", runs_dir=tmp_path / "runs", progress="quiet", max_steps=5
+    )
+    measures = json.loads((result.run_dir / "measures.json").read_text())
+    assert measures["task"] == "classification" and measures["parameters"] > 0
+    assert measures["latency_ms"] > 0 and measures["throughput"] > 0
+    assert "gradient-boosted trees (gbdt)" in measures["baselines"]
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("measure_run rebuilt the data and model")
+
+    monkeypatch.setattr(run_module, "_load", no_rebuild)
+    out = measure_run(result.run_dir, result.test_metrics)
+    assert out["metric"] == "accuracy"
+    assert (out["latency_ms"], out["baselines"]) == (
+        measures["latency_ms"],
+        measures["baselines"],
+    )

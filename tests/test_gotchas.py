@@ -46,7 +46,7 @@ def test_every_gotcha_runs_and_is_well_formed(results):
     assert list(results) == list(GOTCHAS)
     for r in results.values():
         assert r.question.endswith("?") and r.data.startswith(("real:", "synthetic:"))
-        assert r.seconds > 0 and r.seeds
+        assert r.seeds
         for m in r.measurements:
             assert len(m.values) == len(r.seeds) or r.name == "trees-vs-mlp", (r.name, m)
             assert all(math.isfinite(v) and 0.0 <= v <= 5.0 for v in m.values), (r.name, m)

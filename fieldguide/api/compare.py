@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from fieldguide.api.config import DataConfig, RunConfig, write_atomic
@@ -118,11 +119,13 @@ def _finite(value: Any) -> bool:
 
 
 def measure_run(run_dir: str | Path, test: dict[str, float]) -> dict[str, Any]:
-    """The main metric, costs and baselines of a finished run, rebuilt from its folder.
+    """The main metric, costs and baselines of a finished run, read from its folder.
 
-    The data and task are rebuilt from config.toml (the same split), the weights loaded from
-    model.safetensors; parameters, latency and throughput come from `api.costs`. A measurement
-    that fails is None (and a note), never an error: the run itself is done.
+    A run writes measures.json beside report.md (the numbers of its cost section and its
+    baselines), which is read as it is. For an older run without it, the data and task are
+    rebuilt from config.toml (the same split), the weights loaded from model.safetensors and
+    the costs measured with `api.costs`. A measurement that fails is None (and a note),
+    never an error: the run itself is done.
 
     Args:
         run_dir: the run folder.
@@ -137,7 +140,20 @@ def measure_run(run_dir: str | Path, test: dict[str, float]) -> dict[str, Any]:
     from fieldguide.api.run import _load
 
     run_dir = Path(run_dir)
-    run = RunConfig.from_toml(run_dir / "config.toml")
+    written = run_dir / "measures.json"
+    if written.is_file():  # what the run measured for its report: nothing to measure again
+        measures = json.loads(written.read_text())
+        monitor = SimpleNamespace(monitor=measures.get("monitor") or "val/loss")
+        return {
+            "task": measures["task"],
+            "metric": main_metric(monitor, test),
+            "parameters": measures.get("parameters", 0),
+            "latency_ms": measures.get("latency_ms"),
+            "throughput": measures.get("throughput"),
+            "baselines": measures.get("baselines", {}),
+            "notes": [],
+        }
+    run = RunConfig.from_toml(run_dir / "config.toml")  # a run from before measures.json
     _, task, net, run, _, _ = _load(run)  # the task on the run's own split
     out: dict[str, Any] = {
         "task": task.name,
@@ -153,13 +169,13 @@ def measure_run(run_dir: str | Path, test: dict[str, float]) -> dict[str, Any]:
         out["latency_ms"] = costs.latency(task, net)["p50"] * 1e3
         out["throughput"] = costs.throughput(task, net, run.train.batch_size)[0]
     except Exception as error:  # noqa: BLE001 - a cell of the table, never a failed compare
-        out["notes"].append(f"cost not measured ({costs._reason(error)})")
+        out["notes"].append(f"cost not measured ({costs.failure_reason(error)})")
     try:
         out["baselines"] = {
             name: {k: float(v) for k, v in m.items()} for name, m in task.baselines("test").items()
         }
     except Exception as error:  # noqa: BLE001
-        out["notes"].append(f"baselines not computed ({costs._reason(error)})")
+        out["notes"].append(f"baselines not computed ({costs.failure_reason(error)})")
     return out
 
 
@@ -414,11 +430,9 @@ def plot_pareto(board: Leaderboard, path: Path) -> None:
         ax.set_xscale("log")  # latencies that span decades
     ax.set_title(f"{board.data}: {board.metric} against latency, budget {board.budget}")
     ax.legend(loc="best")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    from fieldguide.api.report import save_png
+
+    save_png(fig, path)
 
 
 def check_models(data: str, models: Sequence[str], data_config: DataConfig) -> None:

@@ -24,7 +24,7 @@ MAX_TABLE_CLASSES = 20  # per-class table and confusion matrix up to this many c
 IMBALANCE_RATIO = 3.0  # largest / smallest training class above this earns a warning
 
 
-def _reason(error: BaseException) -> str:
+def failure_reason(error: BaseException) -> str:
     """One line saying why a measurement failed."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__
@@ -153,15 +153,23 @@ def _measure(lines: list[str], label: str, measure: Callable[[], str]) -> None:
     try:
         lines.append(f"| {label} | {measure()} |")
     except Exception as error:  # noqa: BLE001 - a report line, never a failed run
-        lines.append(f"| {label} | not measured ({_reason(error)}) |")
+        lines.append(f"| {label} | not measured ({failure_reason(error)}) |")
 
 
-def cost_section(task: Any, net: nn.Module, batch_size: int, run_dir: Path) -> str:
-    """## Cost: parameters, size on disk, FLOPs per example, latency and throughput."""
+def cost_section(
+    task: Any, net: nn.Module, batch_size: int, run_dir: Path, record: dict | None = None
+) -> str:
+    """## Cost: parameters, size on disk, FLOPs per example, latency and throughput.
+
+    `record`, when given, receives the numbers: parameters, latency_ms (p50 at batch 1) and
+    throughput (examples/s), each only once measured.
+    """
     lines = ["| | |", "| --- | --- |"]
+    record = {} if record is None else record
 
     def params() -> str:
         total, trainable = parameter_counts(net)
+        record["parameters"] = total
         if getattr(net, "fits_directly", False):
             return f"{net.num_parameters():,} fitted numbers (a classical model; no parameters)"
         return f"{total:,} total, {trainable:,} trainable"
@@ -183,6 +191,7 @@ def cost_section(task: Any, net: nn.Module, batch_size: int, run_dir: Path) -> s
 
     def lat() -> str:
         q = latency(task, net)
+        record["latency_ms"] = q["p50"] * 1e3
         return (
             f"p50 {q['p50'] * 1e3:.3f} ms, p95 {q['p95'] * 1e3:.3f} ms at batch 1 "
             f"({q['calls']} timed calls after {LATENCY_WARMUP} warm-up)"
@@ -190,6 +199,7 @@ def cost_section(task: Any, net: nn.Module, batch_size: int, run_dir: Path) -> s
 
     def speed() -> str:
         rate, n = throughput(task, net, batch_size)
+        record["throughput"] = rate
         return f"{rate:,.0f} examples/s at batch {n}"
 
     _measure(lines, "parameters", params)
@@ -262,11 +272,9 @@ def plot_reliability(bins: list[dict], path: Path) -> None:
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy")
     ax.set_title(f"reliability, {len(bins)} bins")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    from fieldguide.api.report import save_png
+
+    save_png(fig, path)
 
 
 def _name(name: Any) -> str:
@@ -361,17 +369,22 @@ def classification_section(
             f"| --- | --- | --- | --- |\n{rows}"
         )
     except Exception as error:  # noqa: BLE001 - a report line, never a failed run
-        parts.append(f"\nReliability diagram: not drawn ({_reason(error)}).\n")
+        parts.append(f"\nReliability diagram: not drawn ({failure_reason(error)}).\n")
     return "".join(parts)
 
 
-def checklist(run: Any, task: Any, net: nn.Module, result: Any, run_dir: Path) -> str:
-    """The cost section for every run, and the class section for classification tasks."""
+def checklist(
+    run: Any, task: Any, net: nn.Module, result: Any, run_dir: Path, record: dict | None = None
+) -> str:
+    """The cost section for every run, and the class section for classification tasks.
+
+    `record` receives the cost numbers (see `cost_section`).
+    """
     out = ""
     try:
-        out += cost_section(task, net, run.train.batch_size, run_dir)
+        out += cost_section(task, net, run.train.batch_size, run_dir, record)
     except Exception as error:  # noqa: BLE001 - a report line, never a failed run
-        out += f"\n## Cost\n\nnot measured ({_reason(error)})\n"
+        out += f"\n## Cost\n\nnot measured ({failure_reason(error)})\n"
     if hasattr(task, "num_classes") and hasattr(task, "labels"):
         try:
             out += classification_section(
@@ -383,5 +396,5 @@ def checklist(run: Any, task: Any, net: nn.Module, result: Any, run_dir: Path) -
                 run_dir,
             )
         except Exception as error:  # noqa: BLE001 - a report line, never a failed run
-            out += f"\n## Classes\n\nnot measured ({_reason(error)})\n"
+            out += f"\n## Classes\n\nnot measured ({failure_reason(error)})\n"
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,13 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
+    save_png(fig, path)
+
+
+def save_png(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure to `path` as a PNG atomically (a temporary file, then rename)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
@@ -154,9 +162,15 @@ def render_report(
     notes = list(getattr(result, "notes", []))
     notes += [note for note in data_notes(data) if note not in notes]
     notes_section = "".join(f"- {note}\n" for note in notes)
+    from fieldguide.api.config import write_atomic
     from fieldguide.api.costs import checklist
 
-    checks = checklist(run, task, net, result, run_dir)  # never raises; reasons go in the text
+    measures: dict[str, Any] = {"task": task.name, "monitor": getattr(task, "monitor", "")}
+    # never raises; reasons go in the text
+    checks = checklist(run, task, net, result, run_dir, measures)
+    measures["baselines"] = baselines
+    # The numbers behind this page, for `compare` and `tour` to read instead of measuring again.
+    write_atomic(run_dir / "measures.json", json.dumps(measures, indent=1) + "\n")
     if notes_section:
         notes_section = f"\n## Notes\n\n{notes_section}"
     return f"""# {run.model} on {data.name}
